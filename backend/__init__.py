@@ -1,0 +1,1 @@
+"""Label Studio ML backend service (HTTP routes, Label Studio client, jobs, state)."""

@@ -1,0 +1,118 @@
+"""Classifier heads trained on frozen-encoder embeddings.
+
+The paper's strongest setting (arXiv:2203.07034, section 4.3) keeps a
+self-supervised encoder frozen and trains only a linear or small MLP head on
+its features; this module does that training. Embeddings are standardised for
+conditioning, and the standardisation is folded into the first linear layer,
+so the returned head takes raw embeddings z and ALFA-Mix can mix in z space.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from model.errors import ModelInputError
+
+HeadKind = Literal["linear", "mlp"]
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """How to train a head. Full-batch Adam: deterministic for a given seed on one device."""
+
+    kind: HeadKind = "linear"
+    hidden_dim: int = 256  # MLP only
+    epochs: int = 300
+    learning_rate: float = 0.01
+    weight_decay: float = 1e-3
+    balance_classes: bool = True  # weight each class's loss by 1 / its label count
+
+
+def train_head(
+    z_lab: torch.Tensor,
+    y_lab: torch.Tensor,
+    n_classes: int,
+    config: HeadConfig = HeadConfig(),
+    random_state: int = 0,
+) -> nn.Module:
+    """Fit a head mapping (L, D) embeddings to (L, n_classes) logits, returned in eval mode.
+
+    Classes with no labeled example yet still get an output; with nothing
+    pulling them up, their logits stay low. Raises ModelInputError on bad input.
+    """
+    _validate(z_lab, y_lab, n_classes, config)
+    mean = z_lab.mean(dim=0)  # (D,)
+    std = z_lab.std(dim=0, unbiased=False).clamp(min=1e-6)  # (D,)
+    z_std = (z_lab - mean) / std  # (L, D)
+    with torch.random.fork_rng(devices=[z_lab.device] if z_lab.device.type == "cuda" else []):
+        torch.manual_seed(random_state)
+        head = _build(z_lab.shape[1], n_classes, config).to(z_lab.device)
+    class_weight = _class_weights(y_lab, n_classes) if config.balance_classes else None
+    optimiser = torch.optim.Adam(head.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    head.train()
+    with torch.enable_grad():
+        for _ in range(config.epochs):
+            optimiser.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(head(z_std), y_lab, weight=class_weight)
+            loss.backward()
+            optimiser.step()
+    _fold_standardisation(head, mean, std)
+    return head.eval()
+
+
+def predict_proba(head: nn.Module, z: torch.Tensor, batch_size: int = 65_536) -> torch.Tensor:
+    """Class probabilities (N, C) for embeddings (N, D), batched, without autograd."""
+    with torch.inference_mode():
+        parts = [torch.softmax(head(z[start : start + batch_size]), dim=1) for start in range(0, len(z), batch_size)]
+    return torch.cat(parts) if parts else z.new_zeros(0, _n_outputs(head))
+
+
+def _build(dim: int, n_classes: int, config: HeadConfig) -> nn.Module:
+    if config.kind == "linear":
+        return nn.Linear(dim, n_classes)
+    return nn.Sequential(nn.Linear(dim, config.hidden_dim), nn.ReLU(), nn.Linear(config.hidden_dim, n_classes))
+
+
+def _fold_standardisation(head: nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
+    """Rewrite the first layer so head(z) == trained_head((z - mean) / std)."""
+    first = head[0] if isinstance(head, nn.Sequential) else head
+    assert isinstance(first, nn.Linear)
+    with torch.no_grad():
+        first.weight.div_(std)  # (out, D)
+        first.bias.sub_(first.weight @ mean)
+
+
+def _class_weights(y_lab: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Balanced weights L / (n_present * count_c); absent classes get 0 (they have no loss term)."""
+    counts = torch.bincount(y_lab, minlength=n_classes).float()  # (C,)
+    present = counts > 0
+    weights = torch.zeros(n_classes, device=y_lab.device)
+    weights[present] = len(y_lab) / (int(present.sum()) * counts[present])
+    return weights
+
+
+def _n_outputs(head: nn.Module) -> int:
+    last = head[-1] if isinstance(head, nn.Sequential) else head
+    assert isinstance(last, nn.Linear)
+    return last.out_features
+
+
+def _validate(z_lab: torch.Tensor, y_lab: torch.Tensor, n_classes: int, config: HeadConfig) -> None:
+    if config.kind not in ("linear", "mlp"):
+        raise ModelInputError(f"head kind={config.kind!r} should be 'linear' or 'mlp'")
+    if n_classes < 2:
+        raise ModelInputError(f"n_classes={n_classes} should be >= 2")
+    if z_lab.ndim != 2 or len(z_lab) == 0:
+        raise ModelInputError(f"z_lab shape {tuple(z_lab.shape)} should be (L, D) with L >= 1")
+    if not z_lab.is_floating_point() or not bool(torch.isfinite(z_lab).all()):
+        raise ModelInputError("z_lab should be finite floating-point values")
+    if y_lab.shape != (len(z_lab),) or y_lab.dtype != torch.int64:
+        raise ModelInputError(f"y_lab should be int64 of shape ({len(z_lab)},), got {y_lab.dtype} {tuple(y_lab.shape)}")
+    low, high = int(y_lab.min()), int(y_lab.max())
+    if low < 0 or high >= n_classes:
+        raise ModelInputError(f"y_lab values span [{low}, {high}], outside [0, {n_classes - 1}]")
