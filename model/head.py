@@ -19,6 +19,8 @@ from torch.nn import functional as F
 from model.errors import ModelInputError
 
 HeadKind = Literal["linear", "mlp"]
+# Logit of a class with no labeled example: e^-30 relative to a logit of 0.
+ABSENT_CLASS_LOGIT = -30.0
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,10 @@ def train_head(
 ) -> nn.Module:
     """Fit a head mapping (L, D) embeddings to (L, n_classes) logits, returned in eval mode.
 
-    Classes with no labeled example yet still get an output; with nothing
-    pulling them up, their logits stay low. Raises ModelInputError on bad input.
+    Classes with no labeled example yet keep their output, switched off: its
+    logit is a constant ABSENT_CLASS_LOGIT, so the head never predicts a class
+    it has not seen (on far-away inputs a trained-down logit can still win).
+    Raises ModelInputError on bad input.
     """
     _validate(z_lab, y_lab, n_classes, config)
     mean = z_lab.mean(dim=0)  # (D,)
@@ -62,6 +66,7 @@ def train_head(
             loss.backward()
             optimiser.step()
     _fold_standardisation(head, mean, std)
+    _switch_off_absent_classes(head, y_lab, n_classes)
     return head.eval()
 
 
@@ -87,6 +92,14 @@ def _fold_standardisation(head: nn.Module, mean: torch.Tensor, std: torch.Tensor
         first.bias.sub_(first.weight @ mean)
 
 
+def _switch_off_absent_classes(head: nn.Module, y_lab: torch.Tensor, n_classes: int) -> None:
+    absent = torch.bincount(y_lab, minlength=n_classes) == 0  # (C,)
+    last = _last_layer(head)
+    with torch.no_grad():
+        last.weight[absent] = 0.0
+        last.bias[absent] = ABSENT_CLASS_LOGIT
+
+
 def _class_weights(y_lab: torch.Tensor, n_classes: int) -> torch.Tensor:
     """Balanced weights L / (n_present * count_c); absent classes get 0 (they have no loss term)."""
     counts = torch.bincount(y_lab, minlength=n_classes).float()  # (C,)
@@ -97,9 +110,13 @@ def _class_weights(y_lab: torch.Tensor, n_classes: int) -> torch.Tensor:
 
 
 def _n_outputs(head: nn.Module) -> int:
+    return _last_layer(head).out_features
+
+
+def _last_layer(head: nn.Module) -> nn.Linear:
     last = head[-1] if isinstance(head, nn.Sequential) else head
     assert isinstance(last, nn.Linear)
-    return last.out_features
+    return last
 
 
 def _validate(z_lab: torch.Tensor, y_lab: torch.Tensor, n_classes: int, config: HeadConfig) -> None:

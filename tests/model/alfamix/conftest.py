@@ -18,7 +18,13 @@ def linear_head(weight: list[list[float]], bias: list[float] | None = None) -> n
 
 
 def clustered_pool(
-    n_unl: int, dim: int, n_classes: int, *, dead_dims: int = 0, class_dims: int = 0, seed: int = 0,
+    n_unl: int,
+    dim: int,
+    n_classes: int,
+    *,
+    dead_dims: int = 0,
+    class_dims: int = 0,
+    seed: int = 0,
     dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(z_lab, y_lab, z_unl, y_unl) from overlapping class clusters.
