@@ -4,12 +4,14 @@ The features mimic a frozen encoder's penultimate layer: non-negative, from
 ``n_classes`` overlapping Gaussian clusters passed through a ReLU, with
 ``dim // 8`` units dead (exactly 0 for every sample). Dead units matter for
 ALFA-Mix: there ``anchor - z`` is exactly 0 and the reference's ``+ 1e-8`` in
-the closed-form alpha changes decisions (see docs on the closed form). The
+the closed-form alpha matters (ALFAMIX.md, "A computational note"). The
 head is fit on the labelled rows only, so it is as good (70-85% on the pool
 at the defaults) as a head trained on a small labelled set would be.
 
 The pool is generated in fixed-size chunks into one preallocated array, so
-N = 1,000,000 x 512 float32 (2 GB) needs about 2 GB plus one chunk.
+N = 1,000,000 x 512 float32 (2 GB) needs about 2 GB plus one 64 MB chunk.
+The labelled set and the head depend only on ``dim``, ``n_classes``, ``n_lab``
+and ``random_state``, not on ``n_unl``, so pools of different sizes share them.
 The dict keys match the CLI's .npz format: ``lb_emb``, ``lb_y``, ``ulb_emb``,
 ``head_w``, ``head_b``.
 """

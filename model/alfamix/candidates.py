@@ -38,6 +38,22 @@ class CandidateSearch:
     caps: list[float]  # the caps evaluated, in order
 
 
+@dataclass(frozen=True)
+class NearZeroColumns:
+    """Coordinates where some anchor is within NEAR_ANCHOR_TOLERANCE of zero, split by kind."""
+
+    shared: torch.Tensor  # (S,) columns where all anchors have the same value (dead units)
+    mixed: torch.Tensor  # (M,) the others
+
+    @classmethod
+    def of(cls, anchors: torch.Tensor) -> NearZeroColumns:
+        near_zero = anchors.abs().amin(dim=0) < NEAR_ANCHOR_TOLERANCE  # (D,)
+        same = (anchors == anchors[0]).all(dim=0)  # (D,)
+        return cls(
+            shared=(near_zero & same).nonzero(as_tuple=True)[0], mixed=(near_zero & ~same).nonzero(as_tuple=True)[0]
+        )
+
+
 # flip_fn(start, stop, cap) -> (flips (n, K) bool, alpha norms (n, K)) for rows start:stop.
 FlipFn = Callable[[int, int, float], tuple[torch.Tensor, torch.Tensor]]
 
@@ -145,16 +161,13 @@ def _search_linear(
     """
     n_items, n_anchors, n_caps = len(z_unl), len(anchors), len(caps)
     cap_values = torch.tensor(caps, dtype=z_unl.dtype, device=z_unl.device)  # (T,)
-    near_zero_dims = (anchors.abs().amin(dim=0) < NEAR_ANCHOR_TOLERANCE).nonzero(as_tuple=True)[0]  # (J,)
-    sorted_anchor_values = anchors[:, near_zero_dims].T.sort(dim=1).values.contiguous()  # (J, K)
+    columns = NearZeroColumns.of(anchors)
     first_flip = torch.full((n_items, n_anchors), n_caps, dtype=torch.int64, device=z_unl.device)
     for start in range(0, n_items, chunk_size):
         stop = min(start + chunk_size, n_items)
         z = z_unl[start:stop]  # (n, D)
         labels = pseudo_labels[start:stop]  # (n,)
-        logits, direction, unit_step = _linear_mixing_terms(
-            head, z, labels, anchors, near_zero_dims, sorted_anchor_values
-        )
+        logits, direction, unit_step = _linear_mixing_terms(head, z, labels, anchors, columns)
         # (T, n, K, C): mixed logits at every cap for every anchor.
         mixed = logits[None, :, None, :] + (cap_values[:, None, None] * unit_step)[..., None] * direction
         flips = mixed.argmax(dim=3) != labels[None, :, None]  # (T, n, K)
@@ -174,8 +187,7 @@ def _linear_mixing_terms(
     z: torch.Tensor,
     labels: torch.Tensor,
     anchors: torch.Tensor,
-    near_zero_dims: torch.Tensor,
-    sorted_anchor_values: torch.Tensor,
+    columns: NearZeroColumns,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """logits (n, C), logit direction per anchor (n, K, C), and step per unit cap (n, K)."""
     grad = loss_gradient(head, z, labels)  # (n, D)
@@ -187,7 +199,7 @@ def _linear_mixing_terms(
         distances / grad_norm.clamp(min=torch.finfo(grad.dtype).tiny)[:, None] / z.shape[1] ** 0.5,
         0.0,
     )  # (n, K)
-    shared_grad, correction = _near_anchor_terms(z, grad, anchors, near_zero_dims, sorted_anchor_values, head.weight)
+    shared_grad, correction = _near_zero_terms(z, grad, anchors, columns, head.weight)
     direction = (shared_grad @ head.weight.T)[:, None, :] - correction  # (n, K, C)
     return head(z), direction, unit_step
 
@@ -199,47 +211,29 @@ def _anchor_distances(z: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
     return squared.clamp(min=0).sqrt().to(z.dtype)
 
 
-def _near_anchor_terms(
+def _near_zero_terms(
     z: torch.Tensor,
     grad: torch.Tensor,
     anchors: torch.Tensor,
-    near_zero_dims: torch.Tensor,
-    sorted_anchor_values: torch.Tensor,
+    columns: NearZeroColumns,
     weight: torch.Tensor,
-    max_entries: int = 1 << 16,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The reference's d / (d + 1e-8) factor where an anchor is near z_u in a near-zero dim.
+    """The reference's d / (d + 1e-8) factor, exactly, in the near-zero columns.
 
-    ``near_zero_dims`` (J,) are the coordinates where some anchor is within
-    NEAR_ANCHOR_TOLERANCE of 0; ``sorted_anchor_values`` (J, K) the anchors'
-    values there, sorted. Returns the gradient with the factor applied where
-    every anchor has the same value (dead units: one factor for all anchors),
-    (n, D), and for the other near entries the per-anchor part of
-    W (g * 1e-8 / (d + 1e-8)) that the shortcut must subtract, (n, K, C).
+    In ``columns.shared`` every anchor has the same value, so the factor is one
+    per item and is applied to the gradient, (n, D). In ``columns.mixed`` it
+    differs per anchor: returned is the part of the shortcut's W g that the
+    reference does not take there, W (g * 1e-8 / (d + 1e-8)), (n, K, C).
     """
-    n, n_anchors, n_classes = len(z), len(anchors), len(weight)
-    z_by_dim = z[:, near_zero_dims].T.contiguous()  # (J, n)
-    position = torch.searchsorted(sorted_anchor_values, z_by_dim)  # (J, n) in [0, K]
-    below = sorted_anchor_values.gather(1, (position - 1).clamp(min=0))  # (J, n)
-    above = sorted_anchor_values.gather(1, position.clamp(max=n_anchors - 1))  # (J, n)
-    near = torch.minimum((z_by_dim - below).abs(), (above - z_by_dim).abs()) < NEAR_ANCHOR_TOLERANCE
-    shared_value = sorted_anchor_values[:, 0] == sorted_anchor_values[:, -1]  # (J,)
-
-    slots, rows = (near & shared_value[:, None]).nonzero(as_tuple=True)  # (S,), (S,)
-    dims = near_zero_dims[slots]
-    diff = sorted_anchor_values[slots, 0] - z[rows, dims]  # (S,)
     shared_grad = grad.clone()  # (n, D)
-    shared_grad[rows, dims] *= diff / (diff + ALPHA_DENOMINATOR_EPS)
-
-    correction = z.new_zeros(n, n_anchors, n_classes)  # (n, K, C)
-    slots, rows = (near & ~shared_value[:, None]).nonzero(as_tuple=True)  # (E,), (E,)
-    dims = near_zero_dims[slots]
-    for start in range(0, len(rows), max_entries):
-        r, d = rows[start : start + max_entries], dims[start : start + max_entries]
-        diff = anchors[:, d].T - z[r, d][:, None]  # (e, K)
-        excess = grad[r, d][:, None] * (ALPHA_DENOMINATOR_EPS / (diff + ALPHA_DENOMINATOR_EPS))  # (e, K)
-        correction.index_add_(0, r, excess[:, :, None] * weight.T[d][:, None, :])  # (e, K, C)
-    return shared_grad, correction
+    if len(columns.shared):
+        diff = anchors[0, columns.shared] - z[:, columns.shared]  # (n, S)
+        shared_grad[:, columns.shared] *= diff / (diff + ALPHA_DENOMINATOR_EPS)
+    if not len(columns.mixed):
+        return shared_grad, z.new_zeros(1, 1, 1)
+    diff = anchors[None, :, columns.mixed] - z[:, None, columns.mixed]  # (n, K, M)
+    excess = grad[:, None, columns.mixed] * (ALPHA_DENOMINATOR_EPS / (diff + ALPHA_DENOMINATOR_EPS))  # (n, K, M)
+    return shared_grad, excess @ weight[:, columns.mixed].T  # (n, K, C)
 
 
 def _linear_min_alpha_norm(
@@ -260,14 +254,17 @@ def _linear_min_alpha_norm(
     result = torch.full((len(z_unl),), torch.inf, device=z_unl.device)  # (N,)
     rows = (first_flip.amin(dim=1) < n_caps).nonzero(as_tuple=True)[0]  # (M,)
     cap_values = torch.tensor([*caps, 0.0], dtype=z_unl.dtype, device=z_unl.device)  # (T+1,)
-    rows_per_chunk = max(1, chunk_size // max(1, len(anchors)))
-    for start in range(0, len(rows), rows_per_chunk):
-        r = rows[start : start + rows_per_chunk]
+    for start in range(0, len(rows), chunk_size):
+        r = rows[start : start + chunk_size]
         z, flips = z_unl[r], first_flip[r]  # (m, D), (m, K)
         grad = loss_gradient(head, z, pseudo_labels[r])  # (m, D)
-        alpha_unit = closed_form_alpha(z[:, None, :], anchors[None], grad[:, None, :], 1.0)  # (m, K, D)
-        norms = cap_values[flips] * alpha_unit.norm(dim=2)  # (m, K)
-        result[r] = torch.where(flips < n_caps, norms, torch.inf).amin(dim=1).float()
+        # ||alpha|| at cap 1 = ||d|| / ||g|| / sqrt(D) * ||g / (d + 1e-8)||, built in place.
+        ratio = anchors[None] - z[:, None, :]  # (m, K, D), d for now
+        distances = torch.linalg.vector_norm(ratio, dim=2)  # (m, K)
+        torch.div(grad[:, None, :], ratio.add_(ALPHA_DENOMINATOR_EPS), out=ratio)
+        grad_norm = torch.linalg.vector_norm(grad, dim=1, keepdim=True)  # (m, 1)
+        unit_norms = distances / grad_norm / z.shape[1] ** 0.5 * torch.linalg.vector_norm(ratio, dim=2)  # (m, K)
+        result[r] = torch.where(flips < n_caps, cap_values[flips] * unit_norms, torch.inf).amin(dim=1).float()
     return result
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from model.alfamix.query import DEFAULT_CAP_STEP, QueryConfig, QueryResult, query
+from model.alfamix.query import DEFAULT_CAP_STEP, QueryConfig, QueryResult, all_finite, query
 from model.embedding import pick_device
 from model.errors import ModelInputError
 
@@ -53,27 +53,27 @@ def load_inputs(path: Path, device: torch.device) -> tuple[torch.Tensor, torch.T
         if missing:
             raise ModelInputError(f"{path} lacks {', '.join(missing)} (needs {', '.join(INPUT_KEYS)})")
         arrays = {key: archive[key] for key in INPUT_KEYS}
+    floats = {}
     for key in ("lb_emb", "ulb_emb", "head_w", "head_b"):
         if not np.issubdtype(arrays[key].dtype, np.number):
             raise ModelInputError(f"{key} has dtype {arrays[key].dtype}, expected numbers")
-        if not np.isfinite(arrays[key]).all():
+        floats[key] = torch.from_numpy(np.atleast_1d(arrays[key]).astype(np.float32, copy=False))
+        if not all_finite(floats[key]):
             raise ModelInputError(f"{key} contains NaN or inf")
     if not np.issubdtype(arrays["lb_y"].dtype, np.integer):
         raise ModelInputError(f"lb_y has dtype {arrays['lb_y'].dtype}, expected integers")
-    weight, bias = arrays["head_w"], arrays["head_b"]
-    dim = arrays["ulb_emb"].shape[1] if arrays["ulb_emb"].ndim == 2 else -1
+    weight, bias = floats["head_w"], floats["head_b"]
+    dim = floats["ulb_emb"].shape[1] if floats["ulb_emb"].ndim == 2 else -1
     if weight.ndim != 2 or weight.shape[1] != dim:
-        raise ModelInputError(f"head_w shape {weight.shape} should be (K, D) with D={dim} like ulb_emb")
+        raise ModelInputError(f"head_w shape {tuple(weight.shape)} should be (K, D) with D={dim} like ulb_emb")
     if bias.shape != (weight.shape[0],):
-        raise ModelInputError(f"head_b shape {bias.shape} should be ({weight.shape[0]},)")
+        raise ModelInputError(f"head_b shape {tuple(bias.shape)} should be ({weight.shape[0]},)")
     head = nn.Linear(weight.shape[1], weight.shape[0]).to(device)
     with torch.no_grad():
-        head.weight.copy_(torch.from_numpy(weight.astype(np.float32)))
-        head.bias.copy_(torch.from_numpy(bias.astype(np.float32)))
-    z_lab = torch.from_numpy(arrays["lb_emb"].astype(np.float32, copy=False)).to(device)
-    y_lab = torch.from_numpy(arrays["lb_y"].astype(np.int64, copy=False)).to(device)
-    z_unl = torch.from_numpy(arrays["ulb_emb"].astype(np.float32, copy=False)).to(device)
-    return z_lab, y_lab, z_unl, head
+        head.weight.copy_(weight)
+        head.bias.copy_(bias)
+    y_lab = torch.from_numpy(arrays["lb_y"].astype(np.int64, copy=False))
+    return floats["lb_emb"].to(device), y_lab.to(device), floats["ulb_emb"].to(device), head
 
 
 def save_outputs(path: Path, result: QueryResult) -> None:

@@ -229,6 +229,13 @@ class _StageClock:
         return {**self._laps, "query_seconds": sum(self._laps.values())}
 
 
+def all_finite(values: torch.Tensor, chunk_rows: int = 65_536) -> bool:
+    """No NaN or inf, checked in chunks of rows so a large pool needs no pool-sized mask."""
+    return all(
+        bool(torch.isfinite(values[start : start + chunk_rows]).all()) for start in range(0, len(values), chunk_rows)
+    )
+
+
 def _validate_pool(z_unl: torch.Tensor, n_query: int) -> None:
     if z_unl.ndim != 2:
         raise ModelInputError(f"z_unl must be 2-D (N, D), got shape {tuple(z_unl.shape)}")
@@ -236,7 +243,7 @@ def _validate_pool(z_unl: torch.Tensor, n_query: int) -> None:
         raise ModelInputError(f"z_unl must be floating point, got {z_unl.dtype}")
     if z_unl.shape[1] == 0:
         raise ModelInputError("z_unl has embedding dimension D=0")
-    if not bool(torch.isfinite(z_unl).all()):
+    if not all_finite(z_unl):
         raise ModelInputError("z_unl contains NaN or inf")
     if n_query <= 0:
         raise ModelInputError(f"n_query={n_query} should be >= 1")
@@ -259,7 +266,7 @@ def _validate(
         raise ModelInputError("no labeled embeddings: use cold_start() until there are labels")
     if z_lab.dtype != z_unl.dtype or z_lab.device != z_unl.device:
         raise ModelInputError(f"z_lab ({z_lab.dtype}, {z_lab.device}) and z_unl ({z_unl.dtype}, {z_unl.device}) differ")
-    if not bool(torch.isfinite(z_lab).all()):
+    if not all_finite(z_lab):
         raise ModelInputError("z_lab contains NaN or inf")
     if y_lab.shape != (len(z_lab),) or y_lab.dtype != torch.int64:
         raise ModelInputError(f"y_lab should be int64 of shape ({len(z_lab)},), got {y_lab.dtype} {tuple(y_lab.shape)}")

@@ -124,10 +124,14 @@ def _kmeans_plus_plus(x: torch.Tensor, n_clusters: int, generator: torch.Generat
 
 
 def _lloyd(x: torch.Tensor, centres: torch.Tensor, max_iter: int, tol: float) -> torch.Tensor:
-    """Lloyd iterations until the centres move less than ``tol`` in total squared shift."""
+    """Lloyd iterations until no label changes or the centres move less than ``tol`` (squared shift)."""
     n_clusters = len(centres)
+    previous = None
     for _ in range(max_iter):
         labels, sq_dist = _assign(x, centres)  # (M,), (M,)
+        if previous is not None and torch.equal(labels, previous):
+            break  # converged exactly: the centres would not move
+        previous = labels
         sums = torch.zeros_like(centres).index_add_(0, labels, x)  # (k, D)
         counts = torch.bincount(labels, minlength=n_clusters)  # (k,)
         moved = sums / counts.clamp(min=1)[:, None].to(x.dtype)  # (k, D)
