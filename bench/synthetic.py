@@ -3,9 +3,9 @@
 The features mimic a frozen encoder's penultimate layer: non-negative, from
 ``n_classes`` overlapping Gaussian clusters passed through a ReLU, with
 ``dim // 8`` units dead (exactly 0 for every sample). Dead units matter for
-ALFA-Mix: there ``anchor - z`` is exactly 0 and the reference's ``+ 1e-8`` in
-the closed-form alpha matters (ALFAMIX.md, "A computational note"). The
-head is fit on the labelled rows only, so it is as good (70-85% on the pool
+ALFA-Mix: there ``anchor - z`` is exactly 0, and the reference's ``+ 1e-8`` in
+the closed-form alpha leaves such a coordinate unperturbed (ALFAMIX.md, "A
+computational note on the closed form"). The head is fit on the labelled rows only, so it is as good (70-85% on the pool
 at the defaults) as a head trained on a small labelled set would be.
 
 The pool is generated in fixed-size chunks into one preallocated array, so

@@ -16,7 +16,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from model.alfamix.mixing import ALPHA_DENOMINATOR_EPS, closed_form_alpha, loss_gradient, mix
+from model.alfamix.mixing import (
+    ALPHA_DENOMINATOR_EPS,
+    closed_form_alpha,
+    linear_loss_gradient,
+    loss_gradient,
+    mix,
+)
 
 # The linear fast path applies the reference's d / (d + 1e-8) factor exactly in
 # coordinates where some anchor lies within this of zero (dead or nearly dead
@@ -190,7 +196,8 @@ def _linear_mixing_terms(
     columns: NearZeroColumns,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """logits (n, C), logit direction per anchor (n, K, C), and step per unit cap (n, K)."""
-    grad = loss_gradient(head, z, labels)  # (n, D)
+    logits = head(z)  # (n, C)
+    grad = linear_loss_gradient(head.weight, logits, labels)  # (n, D)
     grad_norm = grad.norm(dim=1)  # (n,)
     distances = _anchor_distances(z, anchors)  # (n, K)
     # A zero gradient means no direction to move in: the item cannot flip.
@@ -199,41 +206,45 @@ def _linear_mixing_terms(
         distances / grad_norm.clamp(min=torch.finfo(grad.dtype).tiny)[:, None] / z.shape[1] ** 0.5,
         0.0,
     )  # (n, K)
-    shared_grad, correction = _near_zero_terms(z, grad, anchors, columns, head.weight)
-    direction = (shared_grad @ head.weight.T)[:, None, :] - correction  # (n, K, C)
-    return head(z), direction, unit_step
+    correction = _apply_near_zero_factor(z, grad, anchors, columns, head.weight)  # grad is updated in place
+    direction = (grad @ head.weight.T)[:, None, :] - correction  # (n, K, C)
+    return logits, direction, unit_step
 
 
 def _anchor_distances(z: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
-    """||anchor_k - z_u|| for all pairs, (n, K), through one float64 matrix product."""
-    z64, a64 = z.double(), anchors.double()
-    squared = (z64 * z64).sum(1, keepdim=True) - 2 * z64 @ a64.T + (a64 * a64).sum(1)  # (n, K)
-    return squared.clamp(min=0).sqrt().to(z.dtype)
+    """||anchor_k - z_u|| for all pairs, (n, K), through one matrix product.
+
+    Both sides are centred on the anchors' mean first, so the expansion
+    ||z||^2 - 2 z.a + ||a||^2 does not lose precision to large norms.
+    """
+    centre = anchors.mean(dim=0)  # (D,)
+    z_c, a_c = z - centre, anchors - centre  # (n, D), (K, D)
+    squared = torch.addmm((z_c * z_c).sum(1, keepdim=True) + (a_c * a_c).sum(1), z_c, a_c.T, alpha=-2)  # (n, K)
+    return squared.clamp_(min=0).sqrt_()
 
 
-def _near_zero_terms(
+def _apply_near_zero_factor(
     z: torch.Tensor,
     grad: torch.Tensor,
     anchors: torch.Tensor,
     columns: NearZeroColumns,
     weight: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The reference's d / (d + 1e-8) factor, exactly, in the near-zero columns.
+) -> torch.Tensor:
+    """Apply the reference's d / (d + 1e-8) factor, exactly, in the near-zero columns.
 
     In ``columns.shared`` every anchor has the same value, so the factor is one
-    per item and is applied to the gradient, (n, D). In ``columns.mixed`` it
+    per item: it is applied to ``grad`` (n, D) in place. In ``columns.mixed`` it
     differs per anchor: returned is the part of the shortcut's W g that the
     reference does not take there, W (g * 1e-8 / (d + 1e-8)), (n, K, C).
     """
-    shared_grad = grad.clone()  # (n, D)
     if len(columns.shared):
         diff = anchors[0, columns.shared] - z[:, columns.shared]  # (n, S)
-        shared_grad[:, columns.shared] *= diff / (diff + ALPHA_DENOMINATOR_EPS)
+        grad[:, columns.shared] *= diff / (diff + ALPHA_DENOMINATOR_EPS)
     if not len(columns.mixed):
-        return shared_grad, z.new_zeros(1, 1, 1)
+        return z.new_zeros(1, 1, 1)
     diff = anchors[None, :, columns.mixed] - z[:, None, columns.mixed]  # (n, K, M)
     excess = grad[:, None, columns.mixed] * (ALPHA_DENOMINATOR_EPS / (diff + ALPHA_DENOMINATOR_EPS))  # (n, K, M)
-    return shared_grad, excess @ weight[:, columns.mixed].T  # (n, K, C)
+    return excess @ weight[:, columns.mixed].T  # (n, K, C)
 
 
 def _linear_min_alpha_norm(

@@ -42,14 +42,19 @@ def loss_gradient(head: nn.Module, z_unl: torch.Tensor, pseudo_labels: torch.Ten
     """
     if isinstance(head, nn.Linear):
         with torch.no_grad():
-            residual = torch.softmax(head(z_unl), dim=1)  # (N, C)
-            residual[torch.arange(len(residual), device=residual.device), pseudo_labels] -= 1.0
-            return residual @ head.weight  # (N, D)
+            return linear_loss_gradient(head.weight, head(z_unl), pseudo_labels)
     with torch.enable_grad():
         z = z_unl.detach().requires_grad_(True)  # (N, D)
         loss = F.cross_entropy(head(z), pseudo_labels, reduction="sum")
         (grad,) = torch.autograd.grad(loss, z)
     return grad  # (N, D)
+
+
+def linear_loss_gradient(weight: torch.Tensor, logits: torch.Tensor, pseudo_labels: torch.Tensor) -> torch.Tensor:
+    """(softmax(logits) - onehot(y*)) @ W: the gradient for a linear head of weight (C, D), (N, D)."""
+    residual = torch.softmax(logits, dim=1)  # (N, C)
+    residual[torch.arange(len(residual), device=residual.device), pseudo_labels] -= 1.0
+    return residual @ weight  # (N, D)
 
 
 def closed_form_alpha(z_unl: torch.Tensor, anchor: torch.Tensor, grad: torch.Tensor, cap: float) -> torch.Tensor:

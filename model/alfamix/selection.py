@@ -155,7 +155,8 @@ def _assign(x: torch.Tensor, centres: torch.Tensor) -> tuple[torch.Tensor, torch
 
 def _sq_distances(x: torch.Tensor, sq_norms: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
     """Squared Euclidean distances (M, k), clamped at 0 against rounding."""
-    return (sq_norms[:, None] - 2 * x @ centres.T + (centres * centres).sum(dim=1)).clamp_(min=0)
+    squared = torch.addmm(sq_norms[:, None] + (centres * centres).sum(dim=1), x, centres.T, alpha=-2)  # (M, k)
+    return squared.clamp_(min=0)
 
 
 def _farthest_from(features: torch.Tensor, picks: torch.Tensor, count: int) -> torch.Tensor:
