@@ -51,7 +51,10 @@ def train_head(
     """
     _validate(z_lab, y_lab, n_classes, config)
     mean = z_lab.mean(dim=0)  # (D,)
-    std = z_lab.std(dim=0, unbiased=False).clamp(min=1e-6)  # (D,)
+    std = z_lab.std(dim=0, unbiased=False)  # (D,)
+    # A column constant over the labels carries no signal yet; scaling it by a
+    # tiny std would blow its folded weight up for items that differ there.
+    std = torch.where(std > 1e-6, std, torch.ones_like(std))
     z_std = (z_lab - mean) / std  # (L, D)
     with torch.random.fork_rng(devices=[z_lab.device] if z_lab.device.type == "cuda" else []):
         torch.manual_seed(random_state)
