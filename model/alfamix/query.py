@@ -109,7 +109,7 @@ def query(
     first_flip_cap = search.first_flip_cap.cpu().numpy()
     min_alpha_norm = search.min_alpha_norm.cpu().numpy()
     flip_count = search.flip_count.cpu().numpy()
-    rest = rank_rest(candidates, first_flip_cap, min_alpha_norm, flip_count, margin, exclude=batch)
+    rest = rank_rest(candidates, first_flip_cap, flip_count, margin, exclude=batch)
     # Fill rule: with fewer candidates than n_query, the batch is topped up with
     # the next items of the queue (least confident non-candidates), never twice.
     n_fill = min(config.n_query, n_items) - len(batch)

@@ -9,21 +9,19 @@ from model.alfamix.queue import build_queue, rank_rest
 INF = np.inf
 
 
-def test_candidates_rank_by_cap_then_alpha_norm_then_flip_count_then_index() -> None:
+def test_candidates_rank_by_cap_then_flip_count_then_margin_then_index() -> None:
     candidates = np.array([True, True, True, True, True, False, False])
     first_cap = np.array([0.4, 0.2, 0.2, 0.2, 0.2, INF, INF], dtype=np.float32)
-    alpha_norm = np.array([0.1, 0.5, 0.3, 0.3, 0.3, INF, INF], dtype=np.float32)
-    flip_count = np.array([9, 1, 2, 5, 5, 0, 0])
-    margin = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.9, 0.1])
-    ranked = rank_rest(candidates, first_cap, alpha_norm, flip_count, margin, exclude=np.array([], dtype=np.int64))
-    # 3 and 4 tie on cap, norm and count: index decides. Non-candidates: smaller margin first.
+    flip_count = np.array([9, 1, 5, 5, 5, 0, 0])
+    margin = np.array([0.0, 0.0, 0.3, 0.1, 0.1, 0.9, 0.2])
+    ranked = rank_rest(candidates, first_cap, flip_count, margin, exclude=np.array([], dtype=np.int64))
+    # 3 and 4 tie on cap, count and margin: index decides. Non-candidates: smaller margin first.
     assert ranked.tolist() == [3, 4, 2, 1, 0, 6, 5]
 
 
 def test_excluded_items_are_left_out() -> None:
     ranked = rank_rest(
         np.array([False, False, False]),
-        np.full(3, INF),
         np.full(3, INF),
         np.zeros(3, dtype=np.int64),
         np.array([0.3, 0.2, 0.1]),
