@@ -31,18 +31,17 @@ Reference behaviours kept on purpose (do not "fix" them here):
   element-wise and unclamped;
 - a class with no labelled row uses the mean of all labelled rows as anchor.
 
-Left out because they cost nothing that matters or touch nothing we compare:
-the reference's TensorBoard/print statistics, the re-embedding of the pool
-(the inputs here are embeddings already), and its descending sort of the
-probabilities to get the pseudo-labels (``argmax`` here; they differ only on
-exact ties).
+Left out: the reference's TensorBoard/print statistics (cheap), its
+re-embedding of the pool (both sides of the ratio start from embeddings), and
+its descending sort of the probabilities to get the pseudo-labels (``argmax``
+here; they differ only on exact ties).
 
 Timing note: on a shared 2-core machine the k-means stage is very sensitive to
 other load, mostly through OpenBLAS's own worker threads (``OMP_WAIT_POLICY``
 does not reach them): at N=20,000, D=512, n_query=100 one fit took about 4 s
-of CPU on a quiet box and 30-55 s of CPU beside two other busy processes,
-against about 4.5 s with BLAS limited to one thread. Time both sides of a
-ratio in the same conditions.
+wall (8 s CPU) at low load but 30-60 s beside one or two other busy
+processes, against about 4.5 s CPU with BLAS limited to one thread. Time both
+sides of a ratio in the same conditions.
 """
 
 import math
