@@ -181,9 +181,8 @@ def _search_linear(
         flips_with_sentinel = torch.cat([flips, flips.new_ones(1, *flips.shape[1:])])  # (T+1, n, K)
         first_flip[start:stop] = flips_with_sentinel.int().argmax(dim=0)
     stop_index = _stop_index(first_flip.amin(dim=1), n_query, n_caps)
-    first_flip[first_flip > stop_index] = n_caps
     evaluated = caps[: stop_index + 1]
-    first_flip[first_flip == n_caps] = len(evaluated)
+    first_flip[first_flip > stop_index] = len(evaluated)  # flips past the stop were never evaluated
     norms = _linear_min_alpha_norm(head, z_unl, pseudo_labels, anchors, first_flip, evaluated, chunk_size)
     return summarize_flips(first_flip, norms, evaluated)
 
