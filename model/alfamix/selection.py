@@ -126,9 +126,10 @@ def _kmeans_plus_plus(x: torch.Tensor, n_clusters: int, generator: torch.Generat
 def _lloyd(x: torch.Tensor, centres: torch.Tensor, max_iter: int, tol: float) -> torch.Tensor:
     """Lloyd iterations until no label changes or the centres move less than ``tol`` (squared shift)."""
     n_clusters = len(centres)
+    sq_norms = (x * x).sum(dim=1)  # (M,)
     previous = None
     for _ in range(max_iter):
-        labels, sq_dist = _assign(x, centres)  # (M,), (M,)
+        labels, sq_dist = _assign(x, centres, sq_norms)  # (M,), (M,)
         if previous is not None and torch.equal(labels, previous):
             break  # converged exactly: the centres would not move
         previous = labels
@@ -146,9 +147,11 @@ def _lloyd(x: torch.Tensor, centres: torch.Tensor, max_iter: int, tol: float) ->
     return centres
 
 
-def _assign(x: torch.Tensor, centres: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Nearest centre of each row (M,) and the squared distance to it (M,)."""
-    sq_dist = _sq_distances(x, (x * x).sum(dim=1), centres)  # (M, k)
+def _assign(
+    x: torch.Tensor, centres: torch.Tensor, sq_norms: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nearest centre of each row (M,) and the squared distance to it (M,); sq_norms = ||x||^2 if known."""
+    sq_dist = _sq_distances(x, (x * x).sum(dim=1) if sq_norms is None else sq_norms, centres)  # (M, k)
     nearest = sq_dist.min(dim=1)
     return nearest.indices, nearest.values
 
