@@ -25,7 +25,7 @@ class KMeansConfig:
     n_init: int = 1  # restarts; the best inertia wins (the reference uses 10)
     max_iter: int = 100
     tol: float = 1e-4  # of the mean per-feature variance, as in scikit-learn
-    max_rows: int = 50_000  # above this, cluster a seeded random subset of the rows
+    max_rows: int = 20_000  # above this, cluster a seeded random subset of the rows
 
 
 @dataclass(frozen=True)
