@@ -79,6 +79,10 @@ def query(
     caps = cap_schedule(config.cap_step or DEFAULT_CAP_STEP[mode])
     width = max(dim, len(caps) * n_classes)
     chunk_size = max(1, config.max_chunk_elements // (n_classes * width))
+    if mode == "learned":
+        # Autograd keeps several (n, K, D) tensors alive per step; chunks 16x smaller stay
+        # in cache (4k x 1280 pool on 2 cores: 2.6 s against 7.8 s at the full size).
+        chunk_size = max(1, chunk_size // 16)
     clock = _StageClock(z_unl.device)
     with torch.no_grad():
         probs = _predict_proba(head, z_unl, chunk_size * n_classes)  # (N, C)
