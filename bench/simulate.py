@@ -34,8 +34,8 @@ logger = logging.getLogger(__name__)
 
 JSON_PATH = Path(__file__).resolve().parent / "out" / "al_simulation.json"
 # ALFA-Mix's largest temporary tensor, in elements. Only memory and speed depend on it
-# (same candidates and batch): on 2 CPU cores a 4k x 1280 learned query took 3.2 s
-# with 2**20 against 11 s with the default 2**24, which thrashes the cache.
+# (same candidates and batch). The published run used 2**20, chosen before learned mode
+# got its own smaller chunks in model/alfamix/query.py; kept so that run reproduces.
 QUERY_CHUNK_ELEMENTS = 1 << 20
 # A strategy maps (z_lab (L, D), y_lab (L,), z_unl (N, D), head, n_query, random_state)
 # to indices into z_unl and a dict of diagnostics.
