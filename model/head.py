@@ -82,8 +82,12 @@ def train_head(
 
 
 def predict_proba(head: nn.Module, z: torch.Tensor, batch_size: int = 65_536) -> torch.Tensor:
-    """Class probabilities (N, C) for embeddings (N, D), batched, without autograd."""
-    with torch.inference_mode():
+    """Class probabilities (N, C) for embeddings (N, D), batched, without autograd.
+
+    no_grad rather than inference_mode: callers (ALFA-Mix's learned alpha) use the
+    result as targets inside autograd, which inference tensors cannot be.
+    """
+    with torch.no_grad():
         parts = [torch.softmax(head(z[start : start + batch_size]), dim=1) for start in range(0, len(z), batch_size)]
     return torch.cat(parts) if parts else z.new_zeros(0, _n_outputs(head))
 

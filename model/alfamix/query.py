@@ -23,6 +23,7 @@ from model.alfamix.mixing import cap_schedule, compute_anchors
 from model.alfamix.queue import build_queue, rank_rest
 from model.alfamix.selection import KMeansConfig, distance_to_nearest, select_diverse, subsample
 from model.errors import ModelInputError
+from model.head import predict_proba
 
 Mode = Literal["closed_form", "learned"]
 # The reference's cap steps: 0.2 for the closed form (the paper's setting), 1/32 learned.
@@ -85,7 +86,7 @@ def query(
         chunk_size = max(1, chunk_size // 16)
     clock = _StageClock(z_unl.device)
     with torch.no_grad():
-        probs = _predict_proba(head, z_unl, chunk_size * n_classes)  # (N, C)
+        probs = predict_proba(head, z_unl, batch_size=chunk_size * n_classes)  # (N, C)
         pseudo_labels = probs.argmax(dim=1)  # (N,)
         anchors = compute_anchors(z_lab, y_lab, n_classes)  # (C, D)
         if mode == "closed_form":
@@ -206,12 +207,6 @@ def _select_batch(
     rows = candidate_index[subsample(len(candidate_index), config.kmeans.max_rows, generator, z_unl.device)]
     selection = select_diverse(F.normalize(z_unl[rows], dim=1), config.n_query, generator, config.kmeans)
     return rows[selection.picks].cpu().numpy().astype(np.int64), selection.clusters.cpu().numpy()
-
-
-def _predict_proba(head: nn.Module, z: torch.Tensor, chunk_size: int) -> torch.Tensor:
-    """softmax(head(z)) in chunks of rows, (N, C)."""
-    parts = [torch.softmax(head(z[start : start + chunk_size]), dim=1) for start in range(0, len(z), chunk_size)]
-    return torch.cat(parts)
 
 
 class _StageClock:
