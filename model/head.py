@@ -61,7 +61,7 @@ def train_head(
     z_std = (z_lab - mean) / scale  # (L, D)
     with torch.random.fork_rng(devices=[z_lab.device] if z_lab.device.type == "cuda" else []):
         torch.manual_seed(random_state)
-        head = _build(z_lab.shape[1], n_classes, config).to(z_lab.device)
+        head = build_head(z_lab.shape[1], n_classes, config).to(z_lab.device)
     class_weight = _class_weights(y_lab, n_classes) if config.balance_classes else None
     # Adam's weight_decay adds wd * w to the gradient of the mean loss: wd = l2 / L matches l2 on the sum.
     weight_decay = config.l2 / len(z_lab)
@@ -92,7 +92,7 @@ def predict_proba(head: nn.Module, z: torch.Tensor, batch_size: int = 65_536) ->
     return torch.cat(parts) if parts else z.new_zeros(0, _n_outputs(head))
 
 
-def _build(dim: int, n_classes: int, config: HeadConfig) -> nn.Module:
+def build_head(dim: int, n_classes: int, config: HeadConfig) -> nn.Module:
     if config.kind == "linear":
         return nn.Linear(dim, n_classes)
     return nn.Sequential(nn.Linear(dim, config.hidden_dim), nn.ReLU(), nn.Linear(config.hidden_dim, n_classes))

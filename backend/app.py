@@ -1,0 +1,223 @@
+"""The HTTP service Label Studio calls: /health, /setup, /predict, /webhook, /versions, /metrics.
+
+Routes are thin: they validate, then read state or hand work to the dispatcher, and
+answer in milliseconds. Errors become JSON {"error": ...} in one handler.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from backend.auth import check_basic_auth
+from backend.dispatch import Dispatcher, build_dispatcher
+from backend.errors import BackendError, BadRequestError
+from backend.label_config import parse_label_config
+from backend.metrics import Metrics
+from backend.predictor import UNTRAINED_VERSION, Predictor
+from backend.schemas import (
+    HealthResponse,
+    PredictRequest,
+    PredictResponse,
+    SetupRequest,
+    SetupResponse,
+    StatusResponse,
+    VersionsResponse,
+    WebhookRequest,
+    WebhookResponse,
+    project_id_of,
+)
+from backend.settings import Settings
+from backend.store import ProjectStore
+
+logger = logging.getLogger(__name__)
+
+ROUND_ACTIONS = {
+    "ANNOTATION_CREATED",
+    "ANNOTATIONS_CREATED",
+    "ANNOTATION_UPDATED",
+    "ANNOTATIONS_DELETED",
+    "START_TRAINING",
+}
+EMBED_ACTIONS = {"TASKS_CREATED"}
+IGNORED_ACTIONS = {
+    "TASKS_DELETED",
+    "PROJECT_CREATED",
+    "PROJECT_UPDATED",
+    "PROJECT_DELETED",
+    "LABEL_LINK_CREATED",
+    "LABEL_LINK_UPDATED",
+    "LABEL_LINK_DELETED",
+}
+CONTACT_EVERY = 60.0  # seconds between the background checks /setup starts for one project
+
+
+def create_app(settings: Settings, dispatcher: Dispatcher | None = None, predictor: Predictor | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        app.state.dispatcher.close()
+
+    app = FastAPI(title="ALFA-Mix ML backend for Label Studio", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.dispatcher = dispatcher or build_dispatcher(settings)
+    app.state.predictor = predictor or Predictor(settings, _context_or_none(settings))
+    app.state.metrics = Metrics()
+    app.state.contacted_at = {}
+
+    @app.middleware("http")
+    async def authenticate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if request.url.path != "/health":
+            try:
+                check_basic_auth(request, settings)
+            except BackendError as error:
+                return _error_response(error, {"WWW-Authenticate": 'Basic realm="alfamix"'})
+        return await call_next(request)
+
+    @app.exception_handler(BackendError)
+    async def backend_error(request: Request, error: BackendError) -> JSONResponse:
+        if error.status_code >= 500:
+            logger.error("%s %s: %s", request.method, request.url.path, error)
+        return _error_response(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0] if error.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
+        return JSONResponse({"error": f"invalid request: {where}: {first.get('msg', 'malformed')}"}, status_code=422)
+
+    @app.get("/health", response_model=HealthResponse)
+    def health() -> HealthResponse:
+        """Liveness; answers without touching Label Studio, models or Redis."""
+        return HealthResponse(
+            status="UP",
+            model_class="ALFAMix",
+            jobs="rq" if settings.redis_url else "embedded",
+            label_studio="configured" if settings.label_studio_configured else "missing",
+        )
+
+    @app.post("/setup", response_model=SetupResponse)
+    def setup(body: SetupRequest) -> SetupResponse:
+        """Validate the project's label config and report the live model version."""
+        project_id = project_id_of(body.project)
+        parse_label_config(body.label_schema)
+        if settings.label_studio_configured:
+            _on_contact(app, project_id)
+        live = ProjectStore(settings.model_dir, project_id).live()
+        return SetupResponse(model_version=(live or {}).get("model_version") or UNTRAINED_VERSION)
+
+    @app.post("/predict", response_model=PredictResponse)
+    def predict(body: PredictRequest) -> PredictResponse:
+        """One prediction per task, in the order given, from the live head and cached embeddings."""
+        project_id = project_id_of(body.project)
+        spec = parse_label_config(body.label_config)
+        for task in body.tasks:
+            if not isinstance(task.get("id"), int) or isinstance(task.get("id"), bool):
+                raise BadRequestError("every task needs an integer id")
+        results = app.state.predictor.predict(project_id, spec, body.tasks)
+        app.state.metrics.count("alfamix_predicted_tasks_total", len(results))
+        return PredictResponse(results=results)
+
+    @app.post("/webhook", response_model=WebhookResponse)
+    async def webhook(request: Request) -> WebhookResponse:
+        """Queue a round (annotation events, START_TRAINING) or an embedding job (TASKS_CREATED)."""
+        started = time.perf_counter()
+        body = WebhookRequest.model_validate(await _json_body(request))
+        if body.action in IGNORED_ACTIONS:
+            answer = WebhookResponse(action=body.action, project=None, status="ignored")
+        elif body.action in ROUND_ACTIONS | EMBED_ACTIONS:
+            project_id = project_id_of(body.project)
+            kind = "round" if body.action in ROUND_ACTIONS else "embed"
+            queued = app.state.dispatcher.request(kind, project_id)
+            answer = WebhookResponse(
+                action=body.action, project=project_id, status="queued" if queued else "already queued"
+            )
+        else:
+            raise BadRequestError(f"unknown webhook action {body.action[:60]!r}")
+        app.state.metrics.webhook(body.action, answer.status, time.perf_counter() - started)
+        return answer
+
+    @app.api_route("/versions", methods=["GET", "POST"], response_model=VersionsResponse)
+    async def versions(request: Request) -> VersionsResponse:
+        """Model versions kept for the project, newest first (Label Studio sends a GET with a JSON body)."""
+        body = await _json_body(request, allow_empty=True)
+        project = body.get("project") if isinstance(body, dict) else None
+        project = project or request.query_params.get("project")
+        if project is None:
+            return VersionsResponse(versions=[])
+        store = ProjectStore(settings.model_dir, project_id_of(project))
+        return VersionsResponse(versions=sorted(store.versions(), key=_version_number, reverse=True))
+
+    @app.get("/projects/{project_id}/status", response_model=StatusResponse)
+    def status(project_id: int) -> StatusResponse:
+        """Jobs pending or running for the project, the live model version and the round history."""
+        store = ProjectStore(settings.model_dir, project_id_of(project_id))
+        return StatusResponse(
+            project=project_id,
+            live_model_version=(store.live() or {}).get("model_version"),
+            jobs=app.state.dispatcher.status(project_id),
+            rounds=store.rounds(),
+        )
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> str:
+        """Prometheus text format; counts only, no secrets."""
+        return app.state.metrics.render(settings.model_dir)
+
+    return app
+
+
+async def _json_body(request: Request, allow_empty: bool = False) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        if allow_empty:
+            return {}
+        raise BadRequestError("the request body is empty; JSON expected")
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise BadRequestError("the request body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise BadRequestError("the request body must be a JSON object")
+    return value
+
+
+def _on_contact(app: FastAPI, project_id: int) -> None:
+    """Background work /setup starts: embed the project's existing tasks, put our auth on its webhook.
+
+    /setup runs before every prediction batch, so this fires at most once a minute per project.
+    """
+    now = time.monotonic()
+    if now - app.state.contacted_at.get(project_id, -CONTACT_EVERY) < CONTACT_EVERY:
+        return
+    app.state.contacted_at[project_id] = now
+    if app.state.settings.basic_auth_enabled:
+        app.state.dispatcher.request("secure_webhooks", project_id)
+    app.state.dispatcher.request("embed", project_id)
+
+
+def _version_number(model_version: str) -> int:
+    parts = model_version.split("-")
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else -1
+
+
+def _error_response(error: BackendError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": str(error)}, status_code=error.status_code, headers=headers)
+
+
+def _context_or_none(settings: Settings) -> Any:
+    from backend.context import build_context
+
+    try:
+        return build_context(settings)
+    except BackendError as error:
+        logger.warning("%s", error)
+        return None

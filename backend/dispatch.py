@@ -1,0 +1,140 @@
+"""Hand jobs to whoever runs them: RQ workers (REDIS_URL set) or a thread of the server (default).
+
+The web process only marks and enqueues; it never imports the training code for a round.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue
+
+from backend.coordination import Coordinator, LocalCoordinator, RedisCoordinator
+from backend.errors import BackendError
+from backend.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+RQ_QUEUE = "alfamix"  # a queue name of our own, apart from anything Label Studio might run
+RQ_FUNCTIONS = {
+    "round": "backend.jobs.rq_round",
+    "embed": "backend.jobs.rq_embed",
+    "secure_webhooks": "backend.jobs.rq_secure_webhooks",
+}
+
+
+class QueueUnavailableError(BackendError):
+    status_code = 503
+
+
+class Dispatcher(Protocol):
+    def request(self, kind: str, project_id: int) -> bool:
+        """Ask for a job; False when one of that kind is already pending for the project."""
+
+    def status(self, project_id: int) -> dict[str, bool]:
+        """Whether a job of each kind is pending for the project, and whether one runs now."""
+
+    def close(self) -> None: ...
+
+
+def _status(coordinator: Coordinator, project_id: int) -> dict[str, bool]:
+    pending = {f"{kind}_pending": coordinator.is_pending(kind, project_id) for kind in RQ_FUNCTIONS}
+    return {**pending, "running": coordinator.is_locked(project_id)}
+
+
+class RQDispatcher:
+    def __init__(self, connection: Redis, settings: Settings) -> None:
+        self.coordinator = RedisCoordinator(connection, settings.round_timeout)
+        self.queue = Queue(RQ_QUEUE, connection=connection)
+        self.job_timeout = settings.round_timeout
+
+    def request(self, kind: str, project_id: int) -> bool:
+        try:
+            if not self.coordinator.mark_pending(kind, project_id):
+                return False
+            try:
+                self.queue.enqueue(
+                    RQ_FUNCTIONS[kind],
+                    project_id,
+                    job_timeout=self.job_timeout,
+                    description=f"{kind} project={project_id}",
+                )
+            except RedisError:
+                self.coordinator.clear_pending(kind, project_id)
+                raise
+        except RedisError as error:
+            raise QueueUnavailableError(f"the job queue (Redis) is unavailable: {type(error).__name__}") from None
+        return True
+
+    def status(self, project_id: int) -> dict[str, bool]:
+        try:
+            return _status(self.coordinator, project_id)
+        except RedisError as error:
+            raise QueueUnavailableError(f"the job queue (Redis) is unavailable: {type(error).__name__}") from None
+
+    def close(self) -> None:
+        self.queue.connection.close()
+
+
+class ThreadDispatcher:
+    """Runs jobs one at a time in a daemon thread; ``run(kind, project_id, coordinator)`` does the work."""
+
+    def __init__(self, run: Callable[[str, int, LocalCoordinator], object]) -> None:
+        self.coordinator = LocalCoordinator()
+        self._run = run
+        self._jobs: queue.Queue[tuple[str, int] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="alfamix-jobs", daemon=True)
+        self._thread.start()
+
+    def request(self, kind: str, project_id: int) -> bool:
+        if not self.coordinator.mark_pending(kind, project_id):
+            return False
+        self._jobs.put((kind, project_id))
+        return True
+
+    def status(self, project_id: int) -> dict[str, bool]:
+        return _status(self.coordinator, project_id)
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            kind, project_id = job
+            try:
+                self._run(kind, project_id, self.coordinator)
+            except Exception as error:  # the thread must survive a failed job
+                logger.debug("project %s: %s job ended with %s", project_id, kind, type(error).__name__)
+                self.coordinator.clear_pending(kind, project_id)
+
+
+def build_dispatcher(settings: Settings) -> Dispatcher:
+    if settings.redis_url:
+        return RQDispatcher(Redis.from_url(settings.redis_url), settings)
+    return ThreadDispatcher(_embedded_runner(settings))
+
+
+def _embedded_runner(settings: Settings) -> Callable[[str, int, LocalCoordinator], object]:
+    context = None
+
+    def run(kind: str, project_id: int, coordinator: LocalCoordinator) -> object:
+        nonlocal context
+        from backend import jobs  # the training stack loads on the first job, not at start-up
+        from backend.context import build_context
+
+        if context is None:
+            try:
+                context = build_context(settings)
+            except BackendError as error:
+                logger.error("project %s: %s job not run: %s", project_id, kind, error)
+                raise
+        return jobs.execute(kind, project_id, context, coordinator)
+
+    return run

@@ -1,0 +1,114 @@
+"""The Label Studio API calls the backend makes, on label-studio-sdk's HTTP layer.
+
+The SDK supplies authentication (legacy tokens and Personal Access Tokens, which it
+exchanges and refreshes), timeouts and retries with backoff on connection errors,
+5xx and 429. Calls go through its raw JSON layer rather than the typed models,
+which describe the Enterprise API and reject some Community 1.23 answers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import httpx
+from label_studio_sdk import LabelStudio
+from label_studio_sdk.core.api_error import ApiError
+
+from backend.errors import LabelStudioError
+
+logger = logging.getLogger(__name__)
+
+TASK_PAGE_SIZE = 1000
+PREDICTION_CHUNK = 1000  # predictions per bulk import request
+UNCERTAINTY_SAMPLING = "Uncertainty sampling"
+
+
+class LabelStudioClient:
+    def __init__(self, url: str, api_key: str, *, timeout: float = 60.0, max_retries: int = 3) -> None:
+        self.url = url.rstrip("/")
+        self._sdk = LabelStudio(base_url=self.url, api_key=api_key, timeout=timeout, max_retries=max_retries)
+        self._http = self._sdk._client_wrapper.httpx_client
+
+    def auth_headers(self) -> dict[str, str]:
+        """Headers that authenticate a plain GET against Label Studio (media downloads)."""
+        headers = self._sdk._client_wrapper.get_headers()
+        return {"Authorization": headers["Authorization"]}
+
+    def get_project(self, project_id: int) -> dict[str, Any]:
+        return dict(self._call("GET", f"api/projects/{project_id}"))
+
+    def iter_tasks(self, project_id: int) -> Iterator[dict[str, Any]]:
+        """Every task of the project with its annotations, page by page."""
+        page = 1
+        while True:
+            # resolve_uri=false: the raw URIs that /predict also receives, so cache keys agree.
+            params = {
+                "project": project_id,
+                "fields": "all",
+                "resolve_uri": "false",
+                "page": page,
+                "page_size": TASK_PAGE_SIZE,
+            }
+            answer = self._call("GET", "api/tasks", params=params, missing_ok=True)
+            tasks = (answer or {}).get("tasks", []) if isinstance(answer, dict) else (answer or [])
+            yield from tasks
+            if len(tasks) < TASK_PAGE_SIZE:
+                return
+            page += 1
+
+    def import_predictions(self, project_id: int, predictions: Sequence[dict[str, Any]]) -> int:
+        created = 0
+        for start in range(0, len(predictions), PREDICTION_CHUNK):
+            chunk = list(predictions[start : start + PREDICTION_CHUNK])
+            answer = self._call("POST", f"api/projects/{project_id}/import/predictions", json=chunk)
+            created += int((answer or {}).get("created", 0))
+        return created
+
+    def serve_model_version(self, project_id: int, model_version: str) -> None:
+        """Make "Label All Tasks" follow this version's scores, lowest first."""
+        self._call(
+            "PATCH",
+            f"api/projects/{project_id}",
+            json={"model_version": model_version, "sampling": UNCERTAINTY_SAMPLING},
+        )
+
+    def model_versions(self, project_id: int) -> dict[str, int]:
+        """Prediction count per model version in the project."""
+        answer = self._call("GET", f"api/projects/{project_id}/model-versions/")
+        return {str(k): int(v) for k, v in (answer or {}).items()} if isinstance(answer, dict) else {}
+
+    def delete_predictions(self, project_id: int, model_version: str) -> None:
+        self._call("DELETE", f"api/projects/{project_id}/model-versions/", json={"model_version": model_version})
+
+    def ml_backends(self, project_id: int) -> list[dict[str, Any]]:
+        return list(self._call("GET", "api/ml/", params={"project": project_id}) or [])
+
+    def project_webhooks(self, project_id: int) -> list[dict[str, Any]]:
+        answer = self._call("GET", "api/webhooks/", params={"project": project_id})
+        return list(answer or [])
+
+    def set_webhook_headers(self, webhook_id: int, headers: dict[str, str]) -> None:
+        self._call("PATCH", f"api/webhooks/{webhook_id}/", json={"headers": headers})
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        missing_ok: bool = False,
+    ) -> Any:
+        try:
+            response = self._http.request(path, method=method, params=params, json=json)
+        except (httpx.HTTPError, ApiError) as error:
+            raise LabelStudioError(f"{method} {self.url}/{path} failed: {type(error).__name__}: {error}") from None
+        if missing_ok and response.status_code == 404:
+            return None
+        if response.status_code >= 400:
+            raise LabelStudioError(
+                f"{method} {self.url}/{path} answered HTTP {response.status_code}: {response.text[:300]}"
+            )
+        return response.json() if response.content else None

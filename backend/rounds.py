@@ -1,0 +1,203 @@
+"""One active-learning round for one project: labels in, a new ALFA-Mix queue out in Label Studio."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import torch
+
+from backend.annotations import ProjectSnapshot, snapshot_tasks
+from backend.context import Context
+from backend.embedder import embed_missing, encoder_key, load_encoder
+from backend.label_config import ClassificationSpec, parse_label_config
+from backend.predictions import bulk_predictions
+from backend.store import CachedEmbeddings, ProjectStore
+from model.alfamix.query import QueryConfig, QueryResult, cold_start, query
+from model.head import HeadConfig, predict_proba, train_head
+
+logger = logging.getLogger(__name__)
+
+VERSION_PREFIX = "alfamix-"
+HEAD_CONFIG = HeadConfig()
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """Embedded tasks of one snapshot, as arrays the model understands."""
+
+    z_lab: torch.Tensor  # (L, D), one row per (task, label): multi-label tasks repeat
+    y_lab: torch.Tensor  # (L,) int64
+    labeled_task_ids: np.ndarray  # (T,) tasks behind the rows
+    z_unl: torch.Tensor  # (N, D)
+    unlabeled_task_ids: np.ndarray  # (N,)
+
+
+def run_round(context: Context, project_id: int) -> dict[str, Any]:
+    """Read labels, embed, train, rank, push predictions, then switch the project's queue to them."""
+    settings = context.settings
+    clock = _Clock()
+    store = ProjectStore(settings.model_dir, project_id)
+    project = context.client.get_project(project_id)
+    spec = parse_label_config(project.get("label_config") or "")
+    snapshot = snapshot_tasks(project_id, context.client.iter_tasks(project_id), spec)
+    clock.lap("read_seconds")
+
+    runtime = load_encoder(settings)
+    cache = store.embeddings(encoder_key(settings))
+    report = embed_missing(project_id, snapshot.tasks, cache, runtime, context.fetcher, settings.max_image_pixels)
+    cache.compact()
+    data = _training_set(snapshot, cache.load())
+    clock.lap("embed_seconds")
+
+    head = train_head(data.z_lab, data.y_lab, len(spec.labels), HEAD_CONFIG) if len(data.y_lab) else None
+    clock.lap("train_seconds")
+    n_query = min(settings.n_query, len(data.z_unl))
+    if head is not None:
+        result = query(data.z_lab, data.y_lab, data.z_unl, head, QueryConfig(n_query=n_query))
+        probs = predict_proba(head, data.z_unl).numpy()  # (N, C)
+    else:
+        result, probs = cold_start(data.z_unl, n_query), None
+    clock.lap("query_seconds")
+
+    previous = (store.live() or {}).get("model_version")
+    model_version = _new_version(len(store.rounds()) + 1)
+    predicted = _top_class(probs, len(data.unlabeled_task_ids))
+    _save_version(store, model_version, spec, head, data, result, predicted, settings.encoder, report.embedded)
+    predictions = bulk_predictions(spec, data.unlabeled_task_ids, probs, result.score, result.cluster, model_version)
+    created = context.client.import_predictions(project_id, predictions)
+    context.client.serve_model_version(project_id, model_version)
+    store.set_live(model_version)
+    clock.lap("push_seconds")
+    _prune_versions(context, store, project_id, keep={model_version, previous})
+
+    record = {
+        "status": "done",
+        "model_version": model_version,
+        "finished_at": time.time(),
+        "n_tasks": len(snapshot.tasks),
+        "n_labeled_tasks": len(data.labeled_task_ids),
+        "n_unlabeled_tasks": len(data.unlabeled_task_ids),
+        "n_candidates": int(result.candidates.sum()),
+        "n_predictions": created,
+        "n_embedded": report.embedded,
+        "skipped_tasks": {str(k): v for k, v in sorted(report.failed.items())},
+        "rejected_annotations": {str(task_id): why for task_id, why in snapshot.rejected},
+        "queue_head": [int(t) for t in data.unlabeled_task_ids[result.order[:10]]],
+        **_prelabel_accuracy(store, previous, snapshot),
+        **clock.laps,
+    }
+    store.append_round(record)
+    logger.info(
+        "project %s: round done, %s live: %d labeled, %d predictions, %.1f s",
+        project_id,
+        model_version,
+        record["n_labeled_tasks"],
+        created,
+        clock.total,
+    )
+    return record
+
+
+def _training_set(snapshot: ProjectSnapshot, cached: CachedEmbeddings) -> TrainingSet:
+    """Rows of the cache for labeled and unlabeled tasks; tasks without an embedding are left out."""
+    labeled = [t for t in snapshot.labeled if t.image_url is not None]
+    unlabeled = [t for t in snapshot.unlabeled if t.image_url is not None]
+    lab_rows = cached.rows_of(np.array([t.task_id for t in labeled], dtype=np.int64))
+    unl_ids = np.array([t.task_id for t in unlabeled], dtype=np.int64)
+    unl_rows = cached.rows_of(unl_ids)
+    dim = cached.z.shape[1] if cached.z.ndim == 2 else 0
+    rows: list[int] = []
+    ys: list[int] = []
+    task_ids: list[int] = []
+    for task, row in zip(labeled, lab_rows, strict=True):
+        if row >= 0:
+            rows.extend([row] * len(task.labels))
+            ys.extend(task.labels)
+            task_ids.append(task.task_id)
+    z_lab = torch.from_numpy(cached.z[np.array(rows, dtype=np.int64)]) if rows else torch.zeros(0, dim)
+    keep = unl_rows >= 0
+    return TrainingSet(
+        z_lab=z_lab,
+        y_lab=torch.tensor(ys, dtype=torch.int64),
+        labeled_task_ids=np.array(task_ids, dtype=np.int64),
+        z_unl=torch.from_numpy(cached.z[unl_rows[keep]]) if keep.any() else torch.zeros(0, dim),
+        unlabeled_task_ids=unl_ids[keep],
+    )
+
+
+def _top_class(probs: np.ndarray | None, n: int) -> np.ndarray:
+    return probs.argmax(axis=1) if probs is not None else np.full(n, -1, dtype=np.int64)
+
+
+def _new_version(round_number: int) -> str:
+    # The timestamp keeps names unique even if MODEL_DIR is wiped and numbering restarts.
+    return f"{VERSION_PREFIX}{round_number}-{datetime.now(UTC):%Y%m%d%H%M%S}"
+
+
+def _save_version(
+    store: ProjectStore,
+    model_version: str,
+    spec: ClassificationSpec,
+    head: torch.nn.Module | None,
+    data: TrainingSet,
+    result: QueryResult,
+    predicted: np.ndarray,
+    encoder: str,
+    n_embedded: int,
+) -> None:
+    if head is not None:
+        store.save_head(model_version, head.state_dict())
+    store.save_queue(model_version, data.unlabeled_task_ids, predicted, result.score)
+    store.save_meta(
+        model_version,
+        {
+            "labels": list(spec.labels),
+            "label_fingerprint": spec.fingerprint,
+            "encoder": encoder,
+            "head": {"kind": HEAD_CONFIG.kind, "hidden_dim": HEAD_CONFIG.hidden_dim} if head is not None else None,
+            "embedding_dim": int(data.z_unl.shape[1]) if data.z_unl.ndim == 2 else 0,
+            "n_labeled_tasks": len(data.labeled_task_ids),
+            "n_embedded_this_round": n_embedded,
+            "created_at": time.time(),
+        },
+    )
+
+
+def _prune_versions(context: Context, store: ProjectStore, project_id: int, keep: set[str | None]) -> None:
+    """Delete this backend's older prediction versions, keeping the live one and the one before."""
+    for version in context.client.model_versions(project_id):
+        if version.startswith(VERSION_PREFIX) and version not in keep:
+            context.client.delete_predictions(project_id, version)
+    for version in store.versions():
+        if version not in keep:
+            store.remove_version(version)
+
+
+def _prelabel_accuracy(store: ProjectStore, previous: str | None, snapshot: ProjectSnapshot) -> dict[str, Any]:
+    """How often the class pre-selected by the previous version matched what the annotator chose."""
+    queue = store.load_queue(previous) if previous else None
+    if queue is None:
+        return {"n_prelabeled": 0, "prelabel_accuracy": None}
+    predicted = dict(zip(queue["task_ids"].tolist(), queue["predicted"].tolist(), strict=True))
+    hits = [predicted[t.task_id] in t.labels for t in snapshot.labeled if predicted.get(t.task_id, -1) >= 0]
+    return {"n_prelabeled": len(hits), "prelabel_accuracy": float(np.mean(hits)) if hits else None}
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._start = self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._last, 3)
+        self._last = now
+
+    @property
+    def total(self) -> float:
+        return time.perf_counter() - self._start

@@ -1,0 +1,86 @@
+"""Request and response bodies of the ML backend protocol, as Label Studio 1.23 sends and reads them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from backend.errors import BadRequestError
+
+
+def project_id_of(project: str | int | dict[str, Any] | None) -> int:
+    """Label Studio names a project "<id>.<created timestamp>" in /setup and /predict, {"id": ...} in webhooks."""
+    if isinstance(project, dict):
+        project = project.get("id")
+    if isinstance(project, bool) or project is None:
+        raise BadRequestError("the request names no project")
+    head = str(project).split(".", 1)[0].strip()
+    if not head.isdigit() or not 0 < int(head) < 2**63:
+        raise BadRequestError(f"project {str(project)[:40]!r} is not a Label Studio project id")
+    return int(head)
+
+
+class SetupRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    project: str | int
+    label_schema: str = Field(alias="schema")
+    hostname: str | None = None
+    access_token: str | None = Field(default=None, repr=False)
+    extra_params: Any = None
+
+
+class SetupResponse(BaseModel):
+    model_version: str
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    tasks: list[dict[str, Any]] = Field(max_length=10_000)
+    project: str | int
+    label_config: str
+    params: dict[str, Any] | None = None
+
+
+class PredictionResult(BaseModel):
+    result: list[dict[str, Any]]
+    score: float
+    model_version: str
+
+
+class PredictResponse(BaseModel):
+    results: list[PredictionResult]
+
+
+class WebhookRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    action: str
+    project: dict[str, Any] | int | str | None = None
+
+
+class WebhookResponse(BaseModel):
+    action: str
+    project: int | None
+    status: str  # "queued", "already queued" or "ignored"
+
+
+class HealthResponse(BaseModel):
+    status: str
+    model_class: str
+    jobs: str  # "rq" or "embedded"
+    label_studio: str  # "configured" or "missing"
+
+
+class VersionsResponse(BaseModel):
+    versions: list[str]
+
+
+class ErrorResponse(BaseModel):
+    error: str
+
+
+class StatusResponse(BaseModel):
+    project: int
+    live_model_version: str | None
+    jobs: dict[str, bool]  # round_pending, embed_pending, secure_webhooks_pending, running
+    rounds: list[dict[str, Any]]

@@ -1,0 +1,123 @@
+"""The one reader of the environment: every setting the backend uses, validated at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from backend.errors import SettingsError
+
+ENCODER_NAMES = ("efficientnet_lite0", "resnet18", "resnet50", "vit_b_16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Label Studio's own variable names where they exist; ALFAMIX_* for the rest."""
+
+    label_studio_url: str | None = None  # LABEL_STUDIO_URL
+    label_studio_api_key: str | None = field(default=None, repr=False)  # LABEL_STUDIO_API_KEY
+    model_dir: Path = Path("data")  # MODEL_DIR
+    basic_auth_user: str | None = None  # BASIC_AUTH_USER
+    basic_auth_pass: str | None = field(default=None, repr=False)  # BASIC_AUTH_PASS
+    redis_url: str | None = None  # REDIS_URL; unset = jobs run in a thread of the server
+    host: str = "0.0.0.0"  # HOST
+    port: int = 9090  # PORT
+    log_level: str = "INFO"  # LOG_LEVEL
+    encoder: str = "efficientnet_lite0"  # ALFAMIX_ENCODER
+    encoder_weights: str | None = "DEFAULT"  # ALFAMIX_ENCODER_WEIGHTS; "none" = random init
+    device: str = "auto"  # ALFAMIX_DEVICE
+    n_query: int = 100  # ALFAMIX_BATCH_SIZE: tasks in one round's diverse batch
+    embed_batch_size: int = 64  # ALFAMIX_EMBED_BATCH_SIZE
+    download_timeout: float = 30.0  # ALFAMIX_DOWNLOAD_TIMEOUT, seconds per image
+    max_image_bytes: int = 32 * 1024 * 1024  # ALFAMIX_MAX_IMAGE_BYTES
+    max_image_pixels: int = 64_000_000  # ALFAMIX_MAX_IMAGE_PIXELS, decompression-bomb guard
+    round_timeout: int = 3600  # ALFAMIX_ROUND_TIMEOUT, seconds before a round's lock expires
+    local_files_document_root: Path | None = None  # LOCAL_FILES_DOCUMENT_ROOT (Label Studio's name)
+
+    @property
+    def basic_auth_enabled(self) -> bool:
+        return bool(self.basic_auth_user)
+
+    @property
+    def label_studio_configured(self) -> bool:
+        return bool(self.label_studio_url and self.label_studio_api_key)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate the environment; SettingsError names the variable at fault."""
+        env = _Env(os.environ if environ is None else environ)
+        user, password = env.text("BASIC_AUTH_USER"), env.text("BASIC_AUTH_PASS")
+        if bool(user) != bool(password):
+            raise SettingsError("BASIC_AUTH_USER and BASIC_AUTH_PASS must be set together (only one of them is set)")
+        url = env.text("LABEL_STUDIO_URL")
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise SettingsError(f"LABEL_STUDIO_URL={url!r} must start with http:// or https://")
+        weights = env.text("ALFAMIX_ENCODER_WEIGHTS", "DEFAULT")
+        root = env.text("LOCAL_FILES_DOCUMENT_ROOT")
+        return cls(
+            label_studio_url=url.rstrip("/") if url else None,
+            label_studio_api_key=env.text("LABEL_STUDIO_API_KEY"),
+            model_dir=Path(env.text("MODEL_DIR", "data") or "data"),
+            basic_auth_user=user,
+            basic_auth_pass=password,
+            redis_url=env.text("REDIS_URL"),
+            host=env.text("HOST", "0.0.0.0") or "0.0.0.0",
+            port=env.integer("PORT", 9090, low=1, high=65535),
+            log_level=env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+            encoder=env.choice("ALFAMIX_ENCODER", "efficientnet_lite0", ENCODER_NAMES),
+            encoder_weights=None if (weights or "").lower() == "none" else weights,
+            device=env.choice("ALFAMIX_DEVICE", "auto", DEVICES),
+            n_query=env.integer("ALFAMIX_BATCH_SIZE", 100, low=1, high=100_000),
+            embed_batch_size=env.integer("ALFAMIX_EMBED_BATCH_SIZE", 64, low=1, high=4096),
+            download_timeout=env.number("ALFAMIX_DOWNLOAD_TIMEOUT", 30.0, low=0.1, high=600.0),
+            max_image_bytes=env.integer("ALFAMIX_MAX_IMAGE_BYTES", 32 * 1024 * 1024, low=1024, high=1 << 34),
+            max_image_pixels=env.integer("ALFAMIX_MAX_IMAGE_PIXELS", 64_000_000, low=1024, high=1 << 34),
+            round_timeout=env.integer("ALFAMIX_ROUND_TIMEOUT", 3600, low=10, high=7 * 24 * 3600),
+            local_files_document_root=Path(root) if root else None,
+        )
+
+
+class _Env:
+    """Typed reads of one environment mapping; blank values count as unset."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def text(self, name: str, default: str | None = None) -> str | None:
+        value = self._environ.get(name, "").strip()
+        return value or default
+
+    def integer(self, name: str, default: int, *, low: int, high: int) -> int:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r} is not an integer") from None
+        if not low <= value <= high:
+            raise SettingsError(f"{name}={value} must be between {low} and {high}")
+        return value
+
+    def number(self, name: str, default: float, *, low: float, high: float) -> float:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r} is not a number") from None
+        if not low <= value <= high:
+            raise SettingsError(f"{name}={value} must be between {low} and {high}")
+        return value
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = self.text(name, default) or default
+        if name == "LOG_LEVEL":
+            value = value.upper()
+        if value not in allowed:
+            raise SettingsError(f"{name}={value!r} must be one of {', '.join(allowed)}")
+        return value

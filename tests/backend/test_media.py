@@ -1,0 +1,282 @@
+"""Image fetching against real local HTTP servers: where the API key goes, size limits, redaction."""
+
+from __future__ import annotations
+
+import base64
+import io
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from PIL import Image
+
+from backend.errors import MediaError
+from backend.media import MediaFetcher, decode_image
+
+AUTH = {"Authorization": "Token ls-key-5e1d"}
+SECRET_QUERY = "?X-Amz-Signature=secret-sig"
+
+
+def png_bytes(width: int, height: int, mode: str = "RGB") -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, (width, height)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+PNG = png_bytes(7, 5)
+
+
+class RecordingServer:
+    """An HTTP/1.0 server on 127.0.0.1 that answers fixed routes and records each request's path and headers."""
+
+    def __init__(self) -> None:
+        # path -> (status, headers, body, send Content-Length)
+        self.routes: dict[str, tuple[int, dict[str, str], bytes, bool]] = {}
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                recorder.requests.append((self.path, {key.lower(): value for key, value in self.headers.items()}))
+                status, headers, body, with_length = recorder.routes.get(
+                    urlsplit(self.path).path, (404, {}, b"not found", True)
+                )
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                if with_length:
+                    self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+        self._thread.start()
+        self.origin = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[tuple[RecordingServer, RecordingServer]]:
+    """Label Studio's host and another host (another port, so another origin)."""
+    label_studio, other = RecordingServer(), RecordingServer()
+    yield label_studio, other
+    label_studio.close()
+    other.close()
+
+
+@pytest.fixture
+def label_studio(servers: tuple[RecordingServer, RecordingServer]) -> RecordingServer:
+    servers[0].routes.clear()
+    servers[0].requests.clear()
+    return servers[0]
+
+
+@pytest.fixture
+def other(servers: tuple[RecordingServer, RecordingServer]) -> RecordingServer:
+    servers[1].routes.clear()
+    servers[1].requests.clear()
+    return servers[1]
+
+
+@pytest.fixture
+def fetcher(label_studio: RecordingServer) -> Iterator[MediaFetcher]:
+    with httpx.Client(timeout=5.0, trust_env=False) as client:
+        yield MediaFetcher(
+            client=client, label_studio_url=label_studio.origin, auth_headers=lambda: dict(AUTH), max_bytes=1024
+        )
+
+
+def test_relative_upload_uri_is_fetched_from_label_studio_with_the_api_key(
+    fetcher: MediaFetcher, label_studio: RecordingServer
+) -> None:
+    label_studio.routes["/data/upload/x.png"] = (200, {"Content-Type": "image/png"}, PNG, True)
+
+    data = fetcher.fetch(1, "/data/upload/x.png")
+
+    assert data == PNG
+    assert [(path, headers.get("authorization")) for path, headers in label_studio.requests] == [
+        ("/data/upload/x.png", "Token ls-key-5e1d")
+    ]
+
+
+def test_absolute_url_on_the_label_studio_host_carries_the_api_key(
+    fetcher: MediaFetcher, label_studio: RecordingServer
+) -> None:
+    label_studio.routes["/data/upload/x.png"] = (200, {}, PNG, True)
+
+    assert fetcher.fetch(1, f"{label_studio.origin}/data/upload/x.png") == PNG
+    assert label_studio.requests[0][1].get("authorization") == "Token ls-key-5e1d"
+
+
+def test_absolute_url_on_another_host_is_fetched_without_the_api_key(
+    fetcher: MediaFetcher, other: RecordingServer
+) -> None:
+    other.routes["/img.png"] = (200, {}, PNG, True)
+
+    data = fetcher.fetch(1, f"{other.origin}/img.png")
+
+    assert data == PNG
+    assert [(path, "authorization" in headers) for path, headers in other.requests] == [("/img.png", False)]
+
+
+def test_redirect_from_label_studio_to_another_host_drops_the_api_key(
+    fetcher: MediaFetcher, label_studio: RecordingServer, other: RecordingServer
+) -> None:
+    label_studio.routes["/data/upload/moved.png"] = (302, {"Location": f"{other.origin}/img.png"}, b"", True)
+    other.routes["/img.png"] = (200, {}, PNG, True)
+
+    data = fetcher.fetch(1, "/data/upload/moved.png")
+
+    assert data == PNG
+    assert label_studio.requests[0][1].get("authorization") == "Token ls-key-5e1d"
+    assert [(path, "authorization" in headers) for path, headers in other.requests] == [("/img.png", False)]
+
+
+def test_cloud_uri_is_presigned_by_label_studio_and_fetched_without_the_api_key(
+    fetcher: MediaFetcher, label_studio: RecordingServer, other: RecordingServer
+) -> None:
+    label_studio.routes["/tasks/7/presign/"] = (
+        303,
+        {"Location": f"{other.origin}/signed.png{SECRET_QUERY}"},
+        b"",
+        True,
+    )
+    other.routes["/signed.png"] = (200, {}, PNG, True)
+
+    data = fetcher.fetch(7, "s3://bucket/dir/key.png")
+
+    encoded = base64.urlsafe_b64encode(b"s3://bucket/dir/key.png").decode()
+    assert data == PNG
+    assert [(path, headers.get("authorization")) for path, headers in label_studio.requests] == [
+        (f"/tasks/7/presign/?fileuri={encoded}", "Token ls-key-5e1d")
+    ]
+    assert [(path, "authorization" in headers) for path, headers in other.requests] == [
+        (f"/signed.png{SECRET_QUERY}", False)
+    ]
+
+
+def test_body_over_max_bytes_with_content_length_raises(fetcher: MediaFetcher, other: RecordingServer) -> None:
+    other.routes["/big.bin"] = (200, {}, b"\0" * 5000, True)
+
+    with pytest.raises(MediaError) as raised:
+        fetcher.fetch(1, f"{other.origin}/big.bin{SECRET_QUERY}")
+
+    assert str(raised.value) == f"task 1: {other.origin}/big.bin is 5000 bytes, over the 1024 limit"
+
+
+def test_body_over_max_bytes_without_content_length_raises(fetcher: MediaFetcher, other: RecordingServer) -> None:
+    other.routes["/stream.bin"] = (200, {}, b"\0" * 5000, False)
+
+    with pytest.raises(MediaError) as raised:
+        fetcher.fetch(1, f"{other.origin}/stream.bin{SECRET_QUERY}")
+
+    assert str(raised.value) == f"task 1: {other.origin}/stream.bin is over the 1024 byte limit"
+
+
+def test_http_error_status_raises_naming_the_status_without_the_query(
+    fetcher: MediaFetcher, other: RecordingServer
+) -> None:
+    with pytest.raises(MediaError) as raised:
+        fetcher.fetch(1, f"{other.origin}/missing.png{SECRET_QUERY}")
+
+    assert str(raised.value) == f"task 1: GET {other.origin}/missing.png answered HTTP 404"
+
+
+def test_connection_failure_raises_without_the_query(fetcher: MediaFetcher) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+
+    with pytest.raises(MediaError) as raised:
+        fetcher.fetch(1, f"http://127.0.0.1:{closed_port}/a.png{SECRET_QUERY}")
+
+    assert str(raised.value) == f"task 1: GET http://127.0.0.1:{closed_port}/a.png failed: ConnectError"
+
+
+def test_failed_presign_names_the_cloud_uri_not_the_presign_url(fetcher: MediaFetcher) -> None:
+    with pytest.raises(MediaError) as raised:
+        fetcher.fetch(7, "s3://bucket/key.png")
+
+    assert str(raised.value) == "task 7: GET s3://bucket/key.png answered HTTP 404"
+
+
+def test_local_files_uri_is_read_from_the_document_root(tmp_path: Path, label_studio: RecordingServer) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.png").write_bytes(PNG)
+    with httpx.Client(trust_env=False) as client:
+        fetcher = MediaFetcher(
+            client, label_studio.origin, lambda: dict(AUTH), max_bytes=1024, local_files_root=tmp_path
+        )
+
+        assert fetcher.fetch(1, "/data/local-files/?d=sub/a.png") == PNG
+    assert label_studio.requests == []
+
+
+def test_local_files_uri_outside_the_document_root_is_refused(tmp_path: Path, label_studio: RecordingServer) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    with httpx.Client(trust_env=False) as client:
+        fetcher = MediaFetcher(client, label_studio.origin, lambda: dict(AUTH), max_bytes=1024, local_files_root=root)
+
+        with pytest.raises(MediaError) as raised:
+            fetcher.fetch(1, "/data/local-files/?d=../../etc/passwd")
+
+    assert str(raised.value) == "task 1: '../../etc/passwd' lies outside LOCAL_FILES_DOCUMENT_ROOT"
+    assert label_studio.requests == []
+
+
+def test_unsupported_scheme_raises(fetcher: MediaFetcher) -> None:
+    with pytest.raises(MediaError) as raised:
+        fetcher.fetch(1, "ftp://files.example.com/a.png")
+
+    assert str(raised.value) == "task 1: unsupported image URI scheme 'ftp'"
+
+
+def test_relative_uri_without_label_studio_url_raises_without_the_query() -> None:
+    with httpx.Client(trust_env=False) as client:
+        fetcher = MediaFetcher(client, None, None, max_bytes=1024)
+
+        with pytest.raises(MediaError) as raised:
+            fetcher.fetch(1, "/data/upload/x.png?token=secret-sig")
+
+    assert str(raised.value) == (
+        "task 1: /data/upload/x.png is served by Label Studio, but LABEL_STUDIO_URL is not set"
+    )
+
+
+def test_decode_image_gives_the_image_with_its_size() -> None:
+    image = decode_image(1, PNG, max_pixels=1_000_000)
+
+    assert (image.size, image.mode) == ((7, 5), "RGB")
+
+
+def test_decode_image_of_corrupt_bytes_raises() -> None:
+    with pytest.raises(MediaError, match=r"^task 3: not a decodable image \(UnidentifiedImageError: "):
+        decode_image(3, b"not an image at all", max_pixels=1_000_000)
+
+
+def test_decode_image_of_truncated_png_raises() -> None:
+    with pytest.raises(MediaError, match=r"^task 3: not a decodable image \(OSError: "):
+        decode_image(3, png_bytes(64, 64)[:-40], max_pixels=1_000_000)
+
+
+def test_decode_image_refuses_too_many_pixels_before_decoding() -> None:
+    # Header intact, pixel data cut short: decoding would fail with another message, so the size check came first.
+    data = png_bytes(3000, 3000, mode="L")[:200]
+
+    with pytest.raises(MediaError) as raised:
+        decode_image(3, data, max_pixels=1_000_000)
+
+    assert str(raised.value) == "task 3: image is 3000x3000 pixels, over the 1000000 limit"

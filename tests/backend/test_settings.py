@@ -1,0 +1,115 @@
+"""Settings from the environment: defaults, one named error per bad value, no secrets in repr."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backend.errors import SettingsError
+from backend.settings import Settings
+
+
+def test_empty_environment_gives_the_defaults() -> None:
+    settings = Settings.from_env({})
+
+    assert settings == Settings()
+    assert (settings.label_studio_url, settings.label_studio_api_key, settings.redis_url) == (None, None, None)
+    assert (settings.model_dir, settings.host, settings.port, settings.log_level) == (
+        Path("data"),
+        "0.0.0.0",
+        9090,
+        "INFO",
+    )
+    assert (settings.encoder, settings.encoder_weights, settings.device) == ("efficientnet_lite0", "DEFAULT", "auto")
+    assert (settings.n_query, settings.embed_batch_size, settings.round_timeout) == (100, 64, 3600)
+    assert (settings.basic_auth_enabled, settings.label_studio_configured) == (False, False)
+
+
+def test_blank_values_count_as_unset() -> None:
+    assert Settings.from_env({"PORT": "  ", "LABEL_STUDIO_URL": ""}) == Settings()
+
+
+def test_values_are_read_and_normalised() -> None:
+    settings = Settings.from_env(
+        {
+            "LABEL_STUDIO_URL": "http://ls:8080/",
+            "LABEL_STUDIO_API_KEY": "key",
+            "PORT": "9100",
+            "LOG_LEVEL": "debug",
+            "ALFAMIX_BATCH_SIZE": "20",
+            "ALFAMIX_DOWNLOAD_TIMEOUT": "2.5",
+            "LOCAL_FILES_DOCUMENT_ROOT": "/srv/files",
+        }
+    )
+
+    assert (settings.label_studio_url, settings.port, settings.log_level) == ("http://ls:8080", 9100, "DEBUG")
+    assert (settings.n_query, settings.download_timeout) == (20, 2.5)
+    assert settings.local_files_document_root == Path("/srv/files")
+    assert settings.label_studio_configured is True
+
+
+def test_encoder_weights_none_means_random_init() -> None:
+    assert Settings.from_env({"ALFAMIX_ENCODER_WEIGHTS": "none"}).encoder_weights is None
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"PORT": "abc"}, "PORT='abc' is not an integer"),
+        ({"PORT": "0"}, "PORT=0 must be between 1 and 65535"),
+        ({"ALFAMIX_BATCH_SIZE": "-1"}, "ALFAMIX_BATCH_SIZE=-1 must be between 1 and 100000"),
+        ({"ALFAMIX_DOWNLOAD_TIMEOUT": "soon"}, "ALFAMIX_DOWNLOAD_TIMEOUT='soon' is not a number"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL='LOUD' must be one of DEBUG, INFO, WARNING, ERROR"),
+        (
+            {"ALFAMIX_ENCODER": "foo"},
+            "ALFAMIX_ENCODER='foo' must be one of efficientnet_lite0, resnet18, resnet50, vit_b_16",
+        ),
+        ({"ALFAMIX_DEVICE": "tpu"}, "ALFAMIX_DEVICE='tpu' must be one of auto, cpu, cuda"),
+        (
+            {"LABEL_STUDIO_URL": "localhost:8080"},
+            "LABEL_STUDIO_URL='localhost:8080' must start with http:// or https://",
+        ),
+        (
+            {"BASIC_AUTH_USER": "ann"},
+            "BASIC_AUTH_USER and BASIC_AUTH_PASS must be set together (only one of them is set)",
+        ),
+        (
+            {"BASIC_AUTH_PASS": "pw-77c1"},
+            "BASIC_AUTH_USER and BASIC_AUTH_PASS must be set together (only one of them is set)",
+        ),
+    ],
+    ids=[
+        "port-text",
+        "port-zero",
+        "batch-negative",
+        "timeout-text",
+        "log-level",
+        "encoder",
+        "device",
+        "url-scheme",
+        "user-only",
+        "pass-only",
+    ],
+)
+def test_bad_value_raises_settings_error_naming_the_variable(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env(environ)
+
+    assert str(raised.value) == message
+
+
+def test_repr_hides_the_api_key_and_the_password() -> None:
+    settings = Settings.from_env(
+        {
+            "LABEL_STUDIO_URL": "http://ls:8080",
+            "LABEL_STUDIO_API_KEY": "key-9f3a61",
+            "BASIC_AUTH_USER": "ann",
+            "BASIC_AUTH_PASS": "pw-77c1e0",
+        }
+    )
+
+    assert (settings.label_studio_api_key, settings.basic_auth_pass) == ("key-9f3a61", "pw-77c1e0")
+    assert "key-9f3a61" not in repr(settings)
+    assert "pw-77c1e0" not in repr(settings)
+    assert "basic_auth_user='ann'" in repr(settings)

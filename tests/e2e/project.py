@@ -1,0 +1,101 @@
+"""A Label Studio project driven through the same API the UI uses, for end-to-end tests."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from tests.e2e.label_studio import LabelStudioServer
+
+DIGITS = [str(d) for d in range(10)]
+
+
+def choices_config(labels: list[str], choice: str = "single") -> str:
+    options = "".join(f'<Choice value="{label}"/>' for label in labels)
+    return (
+        f'<View><Image name="image" value="$image"/>'
+        f'<Choices name="label" toName="image" choice="{choice}">{options}</Choices></View>'
+    )
+
+
+def choice_result(labels: list[str]) -> list[dict[str, Any]]:
+    return [{"from_name": "label", "to_name": "image", "type": "choices", "value": {"choices": labels}}]
+
+
+@dataclass
+class Project:
+    server: LabelStudioServer
+    project_id: int
+
+    @classmethod
+    def create(cls, server: LabelStudioServer, title: str, label_config: str) -> Project:
+        answer = server.session().post(
+            f"{server.url}/api/projects", json={"title": title, "label_config": label_config}, timeout=30
+        )
+        answer.raise_for_status()
+        return cls(server, int(answer.json()["id"]))
+
+    def api(self, method: str, path: str, **kwargs: Any) -> Any:
+        answer = self.server.session().request(method, f"{self.server.url}{path}", timeout=60, **kwargs)
+        if answer.status_code >= 400:
+            raise AssertionError(f"{method} {path} answered {answer.status_code}: {answer.text[:500]}")
+        return answer.json() if answer.content else None
+
+    def connect(self, backend_url: str, auth: tuple[str, str] | None = None) -> int:
+        body: dict[str, Any] = {"project": self.project_id, "url": backend_url, "title": "ALFA-Mix"}
+        if auth:
+            body |= {"auth_method": "BASIC_AUTH", "basic_auth_user": auth[0], "basic_auth_pass": auth[1]}
+        return int(self.api("POST", "/api/ml", json=body)["id"])
+
+    def settings(self) -> dict[str, Any]:
+        return dict(self.api("GET", f"/api/projects/{self.project_id}"))
+
+    def tasks(self) -> list[dict[str, Any]]:
+        answer = self.api(
+            "GET",
+            "/api/tasks",
+            params={"project": self.project_id, "fields": "all", "page_size": 10_000, "resolve_uri": "false"},
+        )
+        return list(answer["tasks"])
+
+    def next_task(self) -> dict[str, Any]:
+        return dict(self.api("GET", f"/api/projects/{self.project_id}/next"))
+
+    def submit(self, task_id: int, labels: list[str]) -> dict[str, Any]:
+        """What the UI's Submit button sends."""
+        body = {"result": choice_result(labels), "lead_time": 2.5, "project": self.project_id}
+        return dict(self.api("POST", f"/api/tasks/{task_id}/annotations/", json=body))
+
+    def webhooks(self) -> list[dict[str, Any]]:
+        return list(self.api("GET", "/api/webhooks/", params={"project": self.project_id}))
+
+
+def backend_status(backend_url: str, project_id: int, auth: tuple[str, str] | None = None) -> dict[str, Any]:
+    answer = requests.get(f"{backend_url}/projects/{project_id}/status", auth=auth, timeout=10)
+    answer.raise_for_status()
+    return dict(answer.json())
+
+
+def wait_until_idle(
+    backend_url: str, project_id: int, auth: tuple[str, str] | None = None, timeout: float = 300.0
+) -> dict[str, Any]:
+    """Waits until no job of the project is pending or running; returns the status then."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = backend_status(backend_url, project_id, auth)
+        if not any(status["jobs"].values()):
+            return status
+        time.sleep(0.25)
+    raise AssertionError(f"project {project_id} still busy after {timeout} s: {status['jobs']}")
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

@@ -1,0 +1,166 @@
+"""The whole loop against a real Label Studio 1.23.2: connect, label through /next, rounds reorder the queue.
+
+Runs twice: with Redis + an RQ worker process (and basic auth on), and with the embedded
+default (jobs in a thread of the server, no auth).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+
+from tests.e2e.backend_process import BackendProcesses
+from tests.e2e.images import import_images, write_mnist_pngs
+from tests.e2e.label_studio import LabelStudioServer
+from tests.e2e.project import DIGITS, Project, backend_status, choices_config, wait_for, wait_until_idle
+
+N_TASKS = 300
+BATCH = 10
+N_BATCHES = 5
+AUTH = ("alfamix", "s3cret-e2e-pass")
+
+
+@pytest.fixture(scope="module")
+def mnist_files(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, int]]:
+    return write_mnist_pngs(tmp_path_factory.mktemp("mnist"), N_TASKS, random_state=0)
+
+
+@pytest.fixture(params=["rq", "embedded"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def backend(mode: str, label_studio: LabelStudioServer, tmp_path: Path) -> Iterator[BackendProcesses]:
+    env = {
+        "LABEL_STUDIO_URL": label_studio.url,
+        "LABEL_STUDIO_API_KEY": label_studio.api_key,
+        "ALFAMIX_BATCH_SIZE": str(BATCH),
+        "LOG_LEVEL": "INFO",
+    }
+    if mode == "rq":
+        env |= {"REDIS_URL": "redis://127.0.0.1:6379/14", "BASIC_AUTH_USER": AUTH[0], "BASIC_AUTH_PASS": AUTH[1]}
+        _flush_redis_db(14)
+    with BackendProcesses(tmp_path, env, workers=1 if mode == "rq" else 0) as processes:
+        yield processes
+
+
+def test_labeling_through_next_follows_the_alfamix_queue(
+    mode: str, backend: BackendProcesses, label_studio: LabelStudioServer, mnist_files: list[tuple[Path, int]]
+) -> None:
+    auth = AUTH if mode == "rq" else None
+    project = Project.create(label_studio, f"mnist {mode}", choices_config(DIGITS))
+    truth_by_file = {path.name: label for path, label in mnist_files}
+    truth = {
+        task_id: truth_by_file[name]
+        for task_id, name in import_images(
+            label_studio.url, label_studio.api_key, project.project_id, [path for path, _ in mnist_files]
+        ).items()
+    }
+    assert len(truth) == N_TASKS
+
+    project.connect(backend.url, auth)
+    if auth:
+        # Label Studio creates the webhook without credentials; the backend must add them.
+        expected = "Basic " + base64.b64encode(f"{AUTH[0]}:{AUTH[1]}".encode()).decode()
+        wait_for(
+            lambda: [h for h in project.webhooks() if (h.get("headers") or {}).get("Authorization") == expected],
+            timeout=60,
+            what="the webhook to carry the backend's basic auth",
+        )
+    wait_until_idle(backend.url, project.project_id, auth)  # embedding of the existing tasks, started by /setup
+
+    labeled: dict[int, int] = {}
+    for batch in range(N_BATCHES):
+        for _ in range(BATCH):
+            task = project.next_task()
+            assert task["id"] not in labeled
+            project.submit(task["id"], [str(truth[task["id"]])])
+            labeled[task["id"]] = truth[task["id"]]
+        status = wait_until_idle(backend.url, project.project_id, auth)
+        accuracy = _check_round(project, backend, status, labeled, truth, auth)
+        print(
+            f"{mode}: batch {batch + 1}: {len(labeled)} labels, accuracy on unlabeled tasks {accuracy:.3f}, "
+            f"{len(status['rounds'])} rounds so far"
+        )
+
+    # Chance is 0.1 with ten digits.
+    assert accuracy >= 0.5, f"accuracy {accuracy:.3f} on unlabeled tasks after {len(labeled)} labels"
+    assert all(r["status"] == "done" for r in status["rounds"]), status["rounds"]
+    assert status["rounds"][-1]["n_labeled_tasks"] == len(labeled)
+    assert status["rounds"][-1]["n_prelabeled"] > 0
+
+
+def _check_round(
+    project: Project,
+    backend: BackendProcesses,
+    status: dict[str, Any],
+    labeled: dict[int, int],
+    truth: dict[int, int],
+    auth: tuple[str, str] | None,
+) -> float:
+    """The exact state one finished round must leave; returns the live model's accuracy on unlabeled tasks."""
+    live = status["live_model_version"]
+    last = status["rounds"][-1]
+    assert last["status"] == "done" and last["model_version"] == live
+    assert last["n_labeled_tasks"] == len(labeled)
+    settings = project.settings()
+    assert settings["model_version"] == live
+    assert settings["sampling"] == "Uncertainty sampling"
+
+    tasks = project.tasks()
+    unlabeled = [t for t in tasks if t["id"] not in labeled]
+    assert len(unlabeled) == N_TASKS - len(labeled)
+    predicted: dict[int, int] = {}
+    scores: dict[int, float] = {}
+    for task in unlabeled:
+        live_predictions = [p for p in task["predictions"] if p["model_version"] == live]
+        assert len(live_predictions) == 1, (task["id"], task["predictions"])
+        choice = live_predictions[0]["result"][0]["value"]["choices"]
+        assert len(choice) == 1 and choice[0] in DIGITS
+        predicted[task["id"]] = int(choice[0])
+        scores[task["id"]] = live_predictions[0]["score"]
+    # Only this round's version and the one before it are kept.
+    versions = {p["model_version"] for t in tasks for p in t["predictions"]}
+    assert live in versions and len(versions) <= 2, versions
+
+    # "Label All Tasks" now serves the lowest score, which is the head of the backend's queue.
+    head = last["queue_head"][0]
+    assert scores[head] == min(scores.values()) == 0.0
+    next_task = project.next_task()
+    assert next_task["id"] == head
+    # ... with the model's class pre-selected.
+    shown = [p for p in next_task["predictions"] if p["model_version"] == live]
+    assert shown and shown[0]["result"][0]["value"]["choices"] == [str(predicted[head])]
+
+    # /predict answers the same class for that task from the live head.
+    answer = requests.post(
+        f"{backend.url}/predict",
+        auth=auth,
+        timeout=30,
+        json={
+            "tasks": [{"id": head, "data": next_task["data"]}],
+            "project": f"{project.project_id}.0",
+            "label_config": settings["label_config"],
+        },
+    ).json()
+    assert answer["results"][0]["model_version"] == live
+    assert answer["results"][0]["result"][0]["value"]["choices"] == [str(predicted[head])]
+    return float(np.mean([predicted[t] == truth[t] for t in predicted]))
+
+
+def _flush_redis_db(db: int) -> None:
+    import redis
+
+    redis.Redis(host="127.0.0.1", port=6379, db=db).flushdb()
+
+
+def test_status_of_unknown_project_is_empty(backend: BackendProcesses, mode: str) -> None:
+    status = backend_status(backend.url, 999_999, AUTH if mode == "rq" else None)
+    assert status["live_model_version"] is None and status["rounds"] == []
