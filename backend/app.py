@@ -9,17 +9,18 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import ValidationError
 
 from backend.auth import check_basic_auth
 from backend.dispatch import Dispatcher, build_dispatcher
-from backend.errors import BackendError, BadRequestError
+from backend.errors import BackendError, BadRequestError, LabelConfigError
 from backend.label_config import parse_label_config
 from backend.metrics import Metrics
 from backend.predictor import UNTRAINED_VERSION, Predictor
@@ -36,7 +37,7 @@ from backend.schemas import (
     project_id_of,
 )
 from backend.settings import Settings
-from backend.store import ProjectStore
+from backend.store import ProjectStore, project_ids_in
 
 logger = logging.getLogger(__name__)
 
@@ -90,9 +91,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None, predict
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
-        first = error.errors()[0] if error.errors() else {}
-        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
-        return JSONResponse({"error": f"invalid request: {where}: {first.get('msg', 'malformed')}"}, status_code=422)
+        return JSONResponse({"error": f"invalid request: {_first_problem(error.errors())}"}, status_code=422)
 
     @app.get("/health", response_model=HealthResponse)
     def health() -> HealthResponse:
@@ -108,7 +107,12 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None, predict
     def setup(body: SetupRequest) -> SetupResponse:
         """Validate the project's label config and report the live model version."""
         project_id = project_id_of(body.project)
-        parse_label_config(body.label_schema)
+        try:
+            parse_label_config(body.label_schema)
+        except LabelConfigError as error:
+            # Label Studio shows the owner only "400 Client Error", so the reason goes to the log too.
+            logger.warning("project %s: label config refused: %s", project_id, error)
+            raise
         if settings.label_studio_configured:
             _on_contact(app, project_id)
         live = ProjectStore(settings.model_dir, project_id).live()
@@ -130,8 +134,11 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None, predict
     async def webhook(request: Request) -> WebhookResponse:
         """Queue a round (annotation events, START_TRAINING) or an embedding job (TASKS_CREATED)."""
         started = time.perf_counter()
-        body = WebhookRequest.model_validate(await _json_body(request))
-        if body.action in IGNORED_ACTIONS:
+        try:
+            body = WebhookRequest.model_validate(await _json_body(request))
+        except ValidationError as error:
+            raise BadRequestError(f"invalid webhook: {_first_problem(error.errors())}") from None
+        if body.action in IGNORED_ACTIONS or _is_skip(body):
             answer = WebhookResponse(action=body.action, project=None, status="ignored")
         elif body.action in ROUND_ACTIONS | EMBED_ACTIONS:
             project_id = project_id_of(body.project)
@@ -147,14 +154,15 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None, predict
 
     @app.api_route("/versions", methods=["GET", "POST"], response_model=VersionsResponse)
     async def versions(request: Request) -> VersionsResponse:
-        """Model versions kept for the project, newest first (Label Studio sends a GET with a JSON body)."""
+        """Model versions kept, newest first: of one project when the body or query names one, else of all.
+
+        Label Studio 1.23 sends this GET with no body, so it cannot say which project asks.
+        """
         body = await _json_body(request, allow_empty=True)
-        project = body.get("project") if isinstance(body, dict) else None
-        project = project or request.query_params.get("project")
-        if project is None:
-            return VersionsResponse(versions=[])
-        store = ProjectStore(settings.model_dir, project_id_of(project))
-        return VersionsResponse(versions=sorted(store.versions(), key=_version_number, reverse=True))
+        project = body.get("project") or request.query_params.get("project")
+        project_ids = [project_id_of(project)] if project else project_ids_in(settings.model_dir)
+        found = {v for pid in project_ids for v in ProjectStore(settings.model_dir, pid).versions()}
+        return VersionsResponse(versions=sorted(found, key=_version_sort_key, reverse=True))
 
     @app.get("/projects/{project_id}/status", response_model=StatusResponse)
     def status(project_id: int) -> StatusResponse:
@@ -190,6 +198,20 @@ async def _json_body(request: Request, allow_empty: bool = False) -> Any:
     return value
 
 
+def _first_problem(errors: Sequence[Any]) -> str:
+    first = errors[0] if errors else {}
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
+    return f"{where}: {first.get('msg', 'malformed')}"
+
+
+def _is_skip(body: WebhookRequest) -> bool:
+    """A skipped task adds a cancelled annotation, which changes no label."""
+    annotation = getattr(body, "annotation", None)
+    return (
+        body.action == "ANNOTATION_CREATED" and isinstance(annotation, dict) and bool(annotation.get("was_cancelled"))
+    )
+
+
 def _on_contact(app: FastAPI, project_id: int) -> None:
     """Background work /setup starts: embed the project's existing tasks, put our auth on its webhook.
 
@@ -204,9 +226,11 @@ def _on_contact(app: FastAPI, project_id: int) -> None:
     app.state.dispatcher.request("embed", project_id)
 
 
-def _version_number(model_version: str) -> int:
+def _version_sort_key(model_version: str) -> tuple[str, int]:
+    """alfamix-<round>-<UTC time>: by time, then round."""
     parts = model_version.split("-")
-    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else -1
+    round_number = int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else -1
+    return parts[-1], round_number
 
 
 def _error_response(error: BackendError, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -6,7 +6,7 @@ import threading
 from collections import defaultdict
 from pathlib import Path
 
-from backend.store import ProjectStore
+from backend.store import ProjectStore, project_ids_in
 
 
 class Metrics:
@@ -26,7 +26,7 @@ class Metrics:
     def render(self, model_dir: Path) -> str:
         with self._lock:
             lines = [f"{name}{_labels(labels)} {value:g}" for (name, labels), value in sorted(self._counters.items())]
-        for project_id in _project_ids(model_dir):
+        for project_id in project_ids_in(model_dir):
             store = ProjectStore(model_dir, project_id)
             rounds = store.rounds()
             for status in ("done", "failed"):
@@ -45,8 +45,3 @@ def _labels(labels: tuple[tuple[str, str], ...]) -> str:
         f'{key}="{value.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"' for key, value in labels
     )
     return "{" + escaped + "}"
-
-
-def _project_ids(model_dir: Path) -> list[int]:
-    folder = model_dir / "projects"
-    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []

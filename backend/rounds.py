@@ -14,6 +14,7 @@ import torch
 from backend.annotations import ProjectSnapshot, snapshot_tasks
 from backend.context import Context
 from backend.embedder import embed_missing, encoder_key, load_encoder
+from backend.errors import LabelStudioError
 from backend.label_config import ClassificationSpec, parse_label_config
 from backend.predictions import bulk_predictions
 from backend.store import CachedEmbeddings, ProjectStore
@@ -70,6 +71,12 @@ def run_round(context: Context, project_id: int) -> dict[str, Any]:
     _save_version(store, model_version, spec, head, data, result, predicted, settings.encoder, report.embedded)
     predictions = bulk_predictions(spec, data.unlabeled_task_ids, probs, result.score, result.cluster, model_version)
     created = context.client.import_predictions(project_id, predictions)
+    if created != len(predictions):
+        # Label Studio drops predictions it cannot match to the config and still answers 201.
+        raise LabelStudioError(
+            f"Label Studio stored {created} of {len(predictions)} predictions of {model_version}; "
+            "the project keeps its previous version"
+        )
     context.client.serve_model_version(project_id, model_version)
     store.set_live(model_version)
     clock.lap("push_seconds")

@@ -230,3 +230,9 @@ class ProjectStore:
 
     def append_round(self, record: dict[str, Any]) -> None:
         atomic_write_json(self.root / "rounds.json", [*self.rounds(), record])
+
+
+def project_ids_in(model_dir: Path) -> list[int]:
+    """Projects that have state under MODEL_DIR."""
+    folder = Path(model_dir) / "projects"
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []

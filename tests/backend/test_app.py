@@ -1,0 +1,200 @@
+"""Contract tests: the payloads a real Label Studio 1.23.2 sent (tests/fixtures/label_studio_payloads),
+replayed against the app, with a recording dispatcher in place of the job queue."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from backend.app import create_app
+from backend.embedder import encoder_key
+from backend.predictor import Predictor
+from backend.settings import Settings
+from backend.store import ProjectStore
+
+PAYLOADS = Path(__file__).resolve().parents[1] / "fixtures" / "label_studio_payloads"
+AUTH = ("alfamix", "pw-123")
+
+
+def payload(name: str) -> dict[str, Any]:
+    return dict(json.loads((PAYLOADS / f"{name}.json").read_text()))
+
+
+class RecordingDispatcher:
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, int]] = []
+
+    def request(self, kind: str, project_id: int) -> bool:
+        fresh = (kind, project_id) not in self.requests
+        self.requests.append((kind, project_id))
+        return fresh
+
+    def status(self, project_id: int) -> dict[str, bool]:
+        return {"round_pending": False, "running": False}
+
+    def close(self) -> None:
+        pass
+
+
+def make_client(tmp_path: Path, **overrides: Any) -> tuple[TestClient, RecordingDispatcher]:
+    settings = Settings(model_dir=tmp_path, **overrides)
+    dispatcher = RecordingDispatcher()
+    app = create_app(settings, dispatcher=dispatcher, predictor=Predictor(settings, context=None))
+    return TestClient(app), dispatcher
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "kind"),
+    [
+        ("webhook_annotation_created", "queued", "round"),
+        ("webhook_annotation_updated", "queued", "round"),
+        ("webhook_annotations_deleted", "queued", "round"),
+        ("webhook_start_training", "queued", "round"),
+        ("webhook_tasks_created", "queued", "embed"),
+        ("webhook_annotation_created_skipped", "ignored", None),
+        ("webhook_project_updated", "ignored", None),
+    ],
+)
+def test_recorded_webhooks_queue_the_right_job(tmp_path: Path, name: str, status: str, kind: str | None) -> None:
+    client, dispatcher = make_client(tmp_path)
+    answer = client.post("/webhook", json=payload(name))
+    assert answer.status_code == 200
+    assert answer.json()["status"] == status
+    assert dispatcher.requests == ([(kind, 1)] if kind else [])
+
+
+def test_a_burst_of_webhooks_is_reported_as_already_queued(tmp_path: Path) -> None:
+    client, _ = make_client(tmp_path)
+    statuses = [client.post("/webhook", json=payload("webhook_annotation_created")).json()["status"] for _ in range(3)]
+    assert statuses == ["queued", "already queued", "already queued"]
+
+
+def test_recorded_setup_returns_the_untrained_version_and_starts_nothing_without_label_studio(tmp_path: Path) -> None:
+    client, dispatcher = make_client(tmp_path)
+    answer = client.post("/setup", json=payload("setup"))
+    assert answer.status_code == 200
+    assert answer.json() == {"model_version": "alfamix-untrained"}
+    assert dispatcher.requests == []
+
+
+def test_setup_embeds_existing_tasks_once_a_minute_when_label_studio_is_configured(tmp_path: Path) -> None:
+    client, dispatcher = make_client(tmp_path, label_studio_url="http://ls:8080", label_studio_api_key="k" * 40)
+    for _ in range(3):
+        assert client.post("/setup", json=payload("setup")).status_code == 200
+    assert dispatcher.requests == [("embed", 1)]
+
+
+def test_recorded_predict_without_a_model_gives_one_empty_result_per_task(tmp_path: Path) -> None:
+    client, _ = make_client(tmp_path)
+    answer = client.post("/predict", json=payload("predict"))
+    assert answer.status_code == 200
+    assert answer.json() == {"results": [{"result": [], "score": 1.0, "model_version": "alfamix-untrained"}] * 2}
+
+
+def test_recorded_predict_answers_from_the_live_head_and_cached_embeddings(tmp_path: Path) -> None:
+    settings = Settings(model_dir=tmp_path)
+    request = payload("predict")  # tasks 3 and 4 of project 1, digits 0-9
+    store = ProjectStore(tmp_path, 1)
+    # A 2-d embedding space where class k's logit is z[k]: task 3 -> "7", task 4 -> "2".
+    head = torch.nn.Linear(2, 10)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.fill_(-10.0)
+        head.weight[7, 0] = head.weight[2, 1] = 1.0
+    store.embeddings(encoder_key(settings)).add(
+        np.array([3, 4]),
+        np.array([[50.0, 0.0], [0.0, 50.0]], dtype=np.float32),
+        [t["data"]["image"] for t in request["tasks"]],
+    )
+    store.save_head("alfamix-1-20260101000000", head.state_dict())
+    store.save_queue("alfamix-1-20260101000000", np.array([4, 3]), np.array([2, 7]), np.array([0.0, 1.0]))
+    from backend.label_config import parse_label_config
+
+    spec = parse_label_config(request["label_config"])
+    store.save_meta(
+        "alfamix-1-20260101000000",
+        {
+            "labels": list(spec.labels),
+            "label_fingerprint": spec.fingerprint,
+            "embedding_dim": 2,
+            "head": {"kind": "linear", "hidden_dim": 256},
+        },
+    )
+    store.set_live("alfamix-1-20260101000000")
+    client, _ = make_client(tmp_path)
+
+    answer = client.post("/predict", json=request).json()
+
+    def choice(label: str) -> list[dict[str, Any]]:
+        return [{"from_name": "label", "to_name": "image", "type": "choices", "value": {"choices": [label]}}]
+
+    assert answer == {
+        "results": [
+            {"result": choice("7"), "score": 1.0, "model_version": "alfamix-1-20260101000000"},
+            {"result": choice("2"), "score": 0.0, "model_version": "alfamix-1-20260101000000"},
+        ]
+    }
+    assert client.post("/setup", json=payload("setup")).json() == {"model_version": "alfamix-1-20260101000000"}
+    assert client.get("/versions").json() == {"versions": ["alfamix-1-20260101000000"]}
+
+
+@pytest.mark.parametrize("path", ["/setup", "/predict", "/webhook", "/versions", "/metrics", "/projects/1/status"])
+def test_every_endpoint_but_health_requires_the_configured_basic_auth(tmp_path: Path, path: str) -> None:
+    client, _ = make_client(tmp_path, basic_auth_user=AUTH[0], basic_auth_pass=AUTH[1])
+    method = "GET" if path in ("/versions", "/metrics", "/projects/1/status") else "POST"
+    refused = client.request(method, path, json={})
+    assert refused.status_code == 401
+    assert refused.json() == {"error": "authentication required: this ML backend uses basic auth"}
+    assert refused.headers["WWW-Authenticate"] == 'Basic realm="alfamix"'
+    wrong = client.request(method, path, json={}, auth=(AUTH[0], "nope"))
+    assert wrong.status_code == 401
+    allowed = client.request(method, path, json={}, auth=AUTH)
+    assert allowed.status_code != 401
+    assert client.get("/health").status_code == 200
+
+
+def test_health_says_how_jobs_run_and_reveals_no_secret(tmp_path: Path) -> None:
+    client, _ = make_client(
+        tmp_path,
+        label_studio_url="http://ls:8080",
+        label_studio_api_key="secret-key-123",
+        basic_auth_user=AUTH[0],
+        basic_auth_pass=AUTH[1],
+    )
+    answer = client.get("/health")
+    assert answer.json() == {"status": "UP", "model_class": "ALFAMix", "jobs": "embedded", "label_studio": "configured"}
+    metrics = client.get("/metrics", auth=AUTH).text
+    assert "secret-key-123" not in answer.text + metrics and AUTH[1] not in answer.text + metrics
+
+
+def test_metrics_count_webhook_events_by_action_and_status(tmp_path: Path) -> None:
+    client, _ = make_client(tmp_path)
+    client.post("/webhook", json=payload("webhook_annotation_created"))
+    client.post("/webhook", json=payload("webhook_annotation_created"))
+    client.post("/webhook", json=payload("webhook_project_updated"))
+    text = client.get("/metrics").text
+    assert 'alfamix_webhook_events_total{action="ANNOTATION_CREATED",status="queued"} 1' in text
+    assert 'alfamix_webhook_events_total{action="ANNOTATION_CREATED",status="already queued"} 1' in text
+    assert 'alfamix_webhook_events_total{action="PROJECT_UPDATED",status="ignored"} 1' in text
+    assert "alfamix_webhook_seconds_count 3" in text
+
+
+def test_predict_rejects_tasks_without_an_integer_id(tmp_path: Path) -> None:
+    client, _ = make_client(tmp_path)
+    request = payload("predict") | {"tasks": [{"data": {}}]}
+    answer = client.post("/predict", json=request)
+    assert answer.status_code == 400
+    assert answer.json() == {"error": "every task needs an integer id"}
+
+
+def test_webhook_without_an_action_is_a_400_naming_the_field(tmp_path: Path) -> None:
+    client, _ = make_client(tmp_path)
+    answer = client.post("/webhook", json={"project": {"id": 1}})
+    assert answer.status_code == 400
+    assert answer.json() == {"error": "invalid webhook: action: Field required"}
