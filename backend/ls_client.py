@@ -20,7 +20,9 @@ from backend.errors import LabelStudioError
 
 logger = logging.getLogger(__name__)
 
-TASK_PAGE_SIZE = 1000
+# Label Studio 1.23.2 on SQLite answers 500 ("Expression tree is too large") for pages of
+# 1,000 uploaded-file tasks; 500 works.
+TASK_PAGE_SIZE = 500
 PREDICTION_CHUNK = 1000  # predictions per bulk import request
 UNCERTAINTY_SAMPLING = "Uncertainty sampling"
 

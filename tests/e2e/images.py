@@ -128,7 +128,7 @@ def _file_names_of_tasks(
     while len(file_names) < len(task_ids):
         response = session.get(
             f"{base}/api/tasks",
-            params={"project": str(project_id), "page": str(page), "page_size": "1000", "resolve_uri": "false"},
+            params={"project": str(project_id), "page": str(page), "page_size": "500", "resolve_uri": "false"},
             timeout=timeout,
         )
         if response.status_code == 404:  # past the last page

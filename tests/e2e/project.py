@@ -54,12 +54,24 @@ class Project:
         return dict(self.api("GET", f"/api/projects/{self.project_id}"))
 
     def tasks(self) -> list[dict[str, Any]]:
-        answer = self.api(
-            "GET",
-            "/api/tasks",
-            params={"project": self.project_id, "fields": "all", "page_size": 10_000, "resolve_uri": "false"},
-        )
-        return list(answer["tasks"])
+        """All tasks with annotations and predictions (pages of 500: larger ones fail on SQLite)."""
+        tasks: list[dict[str, Any]] = []
+        while True:
+            params = {
+                "project": self.project_id,
+                "fields": "all",
+                "page": len(tasks) // 500 + 1,
+                "page_size": 500,
+                "resolve_uri": "false",
+            }
+            answer = self.server.session().get(f"{self.server.url}/api/tasks", params=params, timeout=60)
+            if answer.status_code == 404:  # past the last page
+                return tasks
+            answer.raise_for_status()
+            page = answer.json()["tasks"]
+            tasks.extend(page)
+            if len(page) < 500:
+                return tasks
 
     def next_task(self) -> dict[str, Any]:
         return dict(self.api("GET", f"/api/projects/{self.project_id}/next"))

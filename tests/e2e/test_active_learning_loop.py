@@ -1,7 +1,7 @@
 """The whole loop against a real Label Studio 1.23.2: connect, label through /next, rounds reorder the queue.
 
-Runs twice: with Redis + an RQ worker process (and basic auth on), and with the embedded
-default (jobs in a thread of the server, no auth).
+Runs twice: with Redis + an RQ worker process, basic auth on and a Personal Access Token,
+and with the embedded default (jobs in a thread of the server, no auth, a legacy token).
 """
 
 from __future__ import annotations
@@ -45,7 +45,15 @@ def backend(mode: str, label_studio: LabelStudioServer, tmp_path: Path) -> Itera
         "LOG_LEVEL": "INFO",
     }
     if mode == "rq":
-        env |= {"REDIS_URL": "redis://127.0.0.1:6379/14", "BASIC_AUTH_USER": AUTH[0], "BASIC_AUTH_PASS": AUTH[1]}
+        # This run also authenticates with a Personal Access Token, the default in Label Studio 1.23.
+        token = label_studio.session().post(f"{label_studio.url}/api/token/", timeout=30)
+        token.raise_for_status()
+        env |= {
+            "REDIS_URL": "redis://127.0.0.1:6379/14",
+            "BASIC_AUTH_USER": AUTH[0],
+            "BASIC_AUTH_PASS": AUTH[1],
+            "LABEL_STUDIO_API_KEY": token.json()["token"],
+        }
         _flush_redis_db(14)
     with BackendProcesses(tmp_path, env, workers=1 if mode == "rq" else 0) as processes:
         yield processes
