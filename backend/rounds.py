@@ -54,6 +54,20 @@ def run_round(context: Context, project_id: int) -> dict[str, Any]:
     cache.compact()
     data = _training_set(snapshot, cache.load())
     clock.lap("embed_seconds")
+    if len(data.unlabeled_task_ids) == 0:
+        # Label Studio refuses to serve a version no prediction carries: keep the live one.
+        logger.info("project %s: every embedded task is labeled; the queue stays as it is", project_id)
+        record = {
+            "status": "done",
+            "model_version": None,
+            "finished_at": time.time(),
+            "n_tasks": len(snapshot.tasks),
+            "n_labeled_tasks": len(data.labeled_task_ids),
+            "n_unlabeled_tasks": 0,
+            **clock.laps,
+        }
+        store.append_round(record)
+        return record
 
     head = train_head(data.z_lab, data.y_lab, len(spec.labels), HEAD_CONFIG) if len(data.y_lab) else None
     clock.lap("train_seconds")

@@ -63,7 +63,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""  # GET /versions carries a body
+        body = self.rfile.read(length) if length else b""
         self.server.record(RecordedRequest(self.command, self.path, dict(self.headers.items()), body))
         status, answer = _reply(self.command, self.path, body)
         payload = json.dumps(answer).encode()
