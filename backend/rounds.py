@@ -57,7 +57,7 @@ def run_round(context: Context, project_id: int) -> dict[str, Any]:
     if len(data.unlabeled_task_ids) == 0:
         # Label Studio refuses to serve a version no prediction carries: keep the live one.
         logger.info("project %s: every embedded task is labeled; the queue stays as it is", project_id)
-        record = {
+        record: dict[str, Any] = {
             "status": "done",
             "model_version": None,
             "finished_at": time.time(),

@@ -208,6 +208,7 @@ class LabelStudioServer:
         self.startup_timeout = startup_timeout
         self.startup_seconds: float | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._personal_access_token: str | None = None
 
     @property
     def url(self) -> str:
@@ -327,6 +328,15 @@ class LabelStudioServer:
                 process.wait(timeout=timeout)
         if self._owns_root:
             shutil.rmtree(self.root, ignore_errors=True)
+
+    def personal_access_token(self) -> str:
+        """The admin's Personal Access Token, created on first use (Label Studio allows one per user)."""
+        if self._personal_access_token is None:
+            created = requests.post(f"{self.url}/api/token/", headers=self.headers, timeout=30)
+            if created.status_code != 201:
+                raise LabelStudioError(f"POST /api/token/ answered {created.status_code}: {created.text[:300]}")
+            self._personal_access_token = str(created.json()["token"])
+        return self._personal_access_token
 
     def log_tail(self, n_lines: int = _LOG_TAIL_LINES) -> str:
         """The last lines of the server log."""

@@ -46,13 +46,11 @@ def backend(mode: str, label_studio: LabelStudioServer, tmp_path: Path) -> Itera
     }
     if mode == "rq":
         # This run also authenticates with a Personal Access Token, the default in Label Studio 1.23.
-        token = label_studio.session().post(f"{label_studio.url}/api/token/", timeout=30)
-        token.raise_for_status()
         env |= {
             "REDIS_URL": "redis://127.0.0.1:6379/14",
             "BASIC_AUTH_USER": AUTH[0],
             "BASIC_AUTH_PASS": AUTH[1],
-            "LABEL_STUDIO_API_KEY": token.json()["token"],
+            "LABEL_STUDIO_API_KEY": label_studio.personal_access_token(),
         }
         _flush_redis_db(14)
     with BackendProcesses(tmp_path, env, workers=1 if mode == "rq" else 0) as processes:

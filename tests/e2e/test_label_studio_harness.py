@@ -139,9 +139,7 @@ def test_upload_downloads_with_a_personal_access_token_exchanged_for_bearer(
     label_studio: LabelStudioServer, imported: tuple[list[tuple[Path, int]], dict[int, str]]
 ) -> None:
     image_url = _first_image_url(label_studio, imported[1])
-    created = requests.post(f"{label_studio.url}/api/token/", headers=label_studio.headers, timeout=10)
-    assert created.status_code == 201
-    personal_token = created.json()["token"]
+    personal_token = label_studio.personal_access_token()
     refreshed = requests.post(f"{label_studio.url}/api/token/refresh/", json={"refresh": personal_token}, timeout=10)
     assert refreshed.status_code == 200
     bearer = {"Authorization": f"Bearer {refreshed.json()['access']}"}
