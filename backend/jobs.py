@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -54,9 +53,10 @@ def execute(kind: str, project_id: int, context: Context, coordinator: Coordinat
         try:
             return JOBS[kind](context, project_id)
         except Exception as error:
-            logger.error("project %s: %s job failed: %s", project_id, kind, error)
-            if not isinstance(error, BackendError):
-                logger.debug("%s", traceback.format_exc())
+            if isinstance(error, BackendError):
+                logger.error("project %s: %s job failed: %s", project_id, kind, error)
+            else:  # a bug: keep the traceback
+                logger.exception("project %s: %s job crashed", project_id, kind)
             if kind == "round":
                 ProjectStore(context.settings.model_dir, project_id).append_round(
                     {"status": "failed", "error": str(error)[:500], "started_at": started, "finished_at": time.time()}

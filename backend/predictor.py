@@ -8,10 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from backend.annotations import TaskRecord
 from backend.context import Context
-from backend.errors import MediaError
 from backend.label_config import ClassificationSpec
-from backend.media import decode_image
 from backend.predictions import choices_result, predicted_label_sets
 from backend.settings import Settings
 from backend.store import EmbeddingCache, ProjectStore
@@ -47,13 +46,16 @@ class Predictor:
             )
             return [self._empty(model_version) for _ in tasks]
         z, found = self._embeddings(project_id, store, spec, tasks)  # (T, D), (T,)
+        if not found.any():
+            return [self._empty(model_version) for _ in tasks]
         head = self._head(project_id, model_version, store, meta)
         scores = self._queue_scores(project_id, model_version, store)
+        # torch loads on the first prediction, not when the web process starts.
         import torch
 
         from model.head import predict_proba
 
-        probs = predict_proba(head, torch.from_numpy(z)).numpy() if len(z) else np.zeros((0, len(spec.labels)))
+        probs = predict_proba(head, torch.from_numpy(z)).numpy()  # (T, C)
         label_sets = predicted_label_sets(probs, spec.multi_label)
         results = []
         for i, task in enumerate(tasks):
@@ -72,55 +74,28 @@ class Predictor:
     def _embeddings(
         self, project_id: int, store: ProjectStore, spec: ClassificationSpec, tasks: list[dict[str, Any]]
     ) -> tuple[np.ndarray, np.ndarray]:
-        from backend.embedder import encoder_key
+        """(T, D) embeddings of the tasks and (T,) whether each has one; missing ones are embedded now."""
+        from backend.embedder import embed_missing, encoder_key, load_encoder
 
         with self._lock:
             cache = self._caches.setdefault(project_id, store.embeddings(encoder_key(self.settings)))
         ids = np.array([int(task["id"]) for task in tasks], dtype=np.int64)
+        rows = cache.load().rows_of(ids)  # (T,)
+        if (rows < 0).any() and self.context is not None:
+            records = [_record(task, spec) for task, row in zip(tasks, rows, strict=True) if row < 0]
+            embed_missing(
+                project_id,
+                records,
+                cache,
+                load_encoder(self.settings),
+                self.context.fetcher,
+                self.settings.max_image_pixels,
+            )
+            rows = cache.load().rows_of(ids)
         cached = cache.load()
-        rows = cached.rows_of(ids)
-        dim = cached.z.shape[1] if cached.z.ndim == 2 and len(cached.z) else 0
-        missing = [i for i in range(len(tasks)) if rows[i] < 0]
-        fresh = self._embed_now(project_id, spec, [tasks[i] for i in missing], cache) if missing else {}
-        if fresh:
-            dim = next(iter(fresh.values())).shape[0]
-        z = np.zeros((len(tasks), dim), dtype=np.float32)  # (T, D)
-        found = np.zeros(len(tasks), dtype=bool)
-        for i in range(len(tasks)):
-            if rows[i] >= 0:
-                z[i], found[i] = cached.z[rows[i]], True
-            elif int(ids[i]) in fresh:
-                z[i], found[i] = fresh[int(ids[i])], True
+        found = rows >= 0
+        z = cached.z[np.where(found, rows, 0)] if len(cached.z) else np.zeros((len(tasks), 0), np.float32)
         return z, found
-
-    def _embed_now(
-        self, project_id: int, spec: ClassificationSpec, tasks: list[dict[str, Any]], cache: EmbeddingCache
-    ) -> dict[int, np.ndarray]:
-        if self.context is None:
-            return {}
-        from backend.embedder import load_encoder
-        from model.embedding import embed_images
-
-        images, kept_ids, urls = [], [], []
-        for task in tasks:
-            task_id, url = int(task["id"]), (task.get("data") or {}).get(spec.data_key)
-            if not isinstance(url, str) or not url:
-                logger.warning("project %s task %s: no image under data.%s", project_id, task_id, spec.data_key)
-                continue
-            try:
-                data = self.context.fetcher.fetch(task_id, url)
-                images.append(decode_image(task_id, data, self.settings.max_image_pixels))
-            except MediaError as error:
-                logger.warning("project %s: no prediction: %s", project_id, error)
-                continue
-            kept_ids.append(task_id)
-            urls.append(url)
-        if not images:
-            return {}
-        runtime = load_encoder(self.settings)
-        z = embed_images(runtime.encoder, images, device=runtime.device, batch_size=runtime.batch_size).numpy()
-        cache.add(np.array(kept_ids, dtype=np.int64), z, urls)
-        return dict(zip(kept_ids, z, strict=True))
 
     def _head(self, project_id: int, model_version: str, store: ProjectStore, meta: dict[str, Any]) -> Any:
         key = (project_id, model_version)
@@ -147,3 +122,8 @@ class Predictor:
     @staticmethod
     def _empty(model_version: str) -> dict[str, Any]:
         return {"result": [], "score": UNRANKED_SCORE, "model_version": model_version}
+
+
+def _record(task: dict[str, Any], spec: ClassificationSpec) -> TaskRecord:
+    url = (task.get("data") or {}).get(spec.data_key)
+    return TaskRecord(int(task["id"]), url if isinstance(url, str) and url else None, ())

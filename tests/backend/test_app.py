@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from backend.app import create_app
 from backend.embedder import encoder_key
+from backend.label_config import parse_label_config
 from backend.predictor import Predictor
 from backend.settings import Settings
 from backend.store import ProjectStore
@@ -97,10 +98,14 @@ def test_recorded_predict_without_a_model_gives_one_empty_result_per_task(tmp_pa
     assert answer.json() == {"results": [{"result": [], "score": 1.0, "model_version": "alfamix-untrained"}] * 2}
 
 
-def test_recorded_predict_answers_from_the_live_head_and_cached_embeddings(tmp_path: Path) -> None:
-    settings = Settings(model_dir=tmp_path)
+LIVE = "alfamix-1-20260101000000"
+
+
+def install_live_model(model_dir: Path) -> dict[str, Any]:
+    """A live version for project 1 whose head says "7" for task 3 and "2" for task 4; returns the request."""
+    settings = Settings(model_dir=model_dir)
     request = payload("predict")  # tasks 3 and 4 of project 1, digits 0-9
-    store = ProjectStore(tmp_path, 1)
+    store = ProjectStore(model_dir, 1)
     # A 2-d embedding space where class k's logit is z[k]: task 3 -> "7", task 4 -> "2".
     head = torch.nn.Linear(2, 10)
     with torch.no_grad():
@@ -112,13 +117,11 @@ def test_recorded_predict_answers_from_the_live_head_and_cached_embeddings(tmp_p
         np.array([[50.0, 0.0], [0.0, 50.0]], dtype=np.float32),
         [t["data"]["image"] for t in request["tasks"]],
     )
-    store.save_head("alfamix-1-20260101000000", head.state_dict())
-    store.save_queue("alfamix-1-20260101000000", np.array([4, 3]), np.array([2, 7]), np.array([0.0, 1.0]))
-    from backend.label_config import parse_label_config
-
+    store.save_head(LIVE, head.state_dict())
+    store.save_queue(LIVE, np.array([4, 3]), np.array([2, 7]), np.array([0.0, 1.0]))
     spec = parse_label_config(request["label_config"])
     store.save_meta(
-        "alfamix-1-20260101000000",
+        LIVE,
         {
             "labels": list(spec.labels),
             "label_fingerprint": spec.fingerprint,
@@ -126,7 +129,12 @@ def test_recorded_predict_answers_from_the_live_head_and_cached_embeddings(tmp_p
             "head": {"kind": "linear", "hidden_dim": 256},
         },
     )
-    store.set_live("alfamix-1-20260101000000")
+    store.set_live(LIVE)
+    return request
+
+
+def test_recorded_predict_answers_from_the_live_head_and_cached_embeddings(tmp_path: Path) -> None:
+    request = install_live_model(tmp_path)
     client, _ = make_client(tmp_path)
 
     answer = client.post("/predict", json=request).json()
@@ -136,12 +144,12 @@ def test_recorded_predict_answers_from_the_live_head_and_cached_embeddings(tmp_p
 
     assert answer == {
         "results": [
-            {"result": choice("7"), "score": 1.0, "model_version": "alfamix-1-20260101000000"},
-            {"result": choice("2"), "score": 0.0, "model_version": "alfamix-1-20260101000000"},
+            {"result": choice("7"), "score": 1.0, "model_version": LIVE},
+            {"result": choice("2"), "score": 0.0, "model_version": LIVE},
         ]
     }
-    assert client.post("/setup", json=payload("setup")).json() == {"model_version": "alfamix-1-20260101000000"}
-    assert client.get("/versions").json() == {"versions": ["alfamix-1-20260101000000"]}
+    assert client.post("/setup", json=payload("setup")).json() == {"model_version": LIVE}
+    assert client.get("/versions").json() == {"versions": [LIVE]}
 
 
 @pytest.mark.parametrize("path", ["/setup", "/predict", "/webhook", "/versions", "/metrics", "/projects/1/status"])
@@ -198,3 +206,12 @@ def test_webhook_without_an_action_is_a_400_naming_the_field(tmp_path: Path) -> 
     answer = client.post("/webhook", json={"project": {"id": 1}})
     assert answer.status_code == 400
     assert answer.json() == {"error": "invalid webhook: action: Field required"}
+
+
+def test_predict_for_a_task_without_an_embedding_and_no_label_studio_is_an_empty_result(tmp_path: Path) -> None:
+    install_live_model(tmp_path)
+    client, _ = make_client(tmp_path)
+    request = payload("predict") | {"tasks": [{"id": 99, "data": {"image": "/data/upload/1/x.png"}}]}
+    answer = client.post("/predict", json=request)
+    assert answer.status_code == 200
+    assert answer.json() == {"results": [{"result": [], "score": 1.0, "model_version": LIVE}]}

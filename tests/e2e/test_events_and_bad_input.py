@@ -111,16 +111,21 @@ def test_broken_images_and_unknown_labels_skip_one_task_each_and_the_round_compl
     assert with_live == set(truth) - set(labeled)
 
 
-def test_start_training_and_deleted_annotations_trigger_rounds(
-    digits: dict[str, Any], backend: BackendProcesses
+def test_new_tasks_start_training_and_deleted_annotations(
+    digits: dict[str, Any], backend: BackendProcesses, label_studio: LabelStudioServer, files: list[tuple[Path, int]]
 ) -> None:
     project: Project = digits["project"]
     before = wait_until_idle(backend.url, project.project_id)
+    # New tasks (TASKS_CREATED) are embedded in the background, ahead of the next round.
+    import_images(label_studio.url, label_studio.api_key, project.project_id, [p for p, _ in files[-2:]])
+    wait_until_idle(backend.url, project.project_id)
 
     project.api("POST", f"/api/ml/{digits['ml_id']}/train", json={})
     after_train = wait_until_idle(backend.url, project.project_id)
     assert len(after_train["rounds"]) == len(before["rounds"]) + 1
     assert after_train["live_model_version"] != before["live_model_version"]
+    assert after_train["rounds"][-1]["n_embedded"] == 0
+    assert after_train["rounds"][-1]["n_unlabeled_tasks"] == before["rounds"][-1]["n_unlabeled_tasks"] + 2
 
     task = next(t for t in project.tasks() if t["annotations"] and t["id"] in digits["truth"])
     project.api("DELETE", f"/api/annotations/{task['annotations'][0]['id']}")
