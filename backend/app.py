@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import ValidationError
+from redis import Redis
 
 from backend.auth import check_basic_auth
 from backend.dispatch import Dispatcher, build_dispatcher
@@ -24,6 +25,7 @@ from backend.errors import BackendError, BadRequestError, LabelConfigError
 from backend.label_config import parse_label_config
 from backend.metrics import Metrics
 from backend.predictor import UNTRAINED_VERSION, Predictor
+from backend.redis_store import open_project_store, project_ids
 from backend.schemas import (
     HealthResponse,
     PredictRequest,
@@ -37,7 +39,7 @@ from backend.schemas import (
     project_id_of,
 )
 from backend.settings import Settings
-from backend.store import ProjectStore, project_ids_in
+from backend.store import ProjectStore
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +70,14 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None, predict
         app.state.dispatcher.close()
 
     app = FastAPI(title="ALFA-Mix ML backend for Label Studio", version="0.1.0", lifespan=lifespan)
+    connection = Redis.from_url(settings.redis_url) if settings.redis_url else None
+
+    def store(project_id: int) -> ProjectStore:
+        return open_project_store(settings.model_dir, project_id, connection)
+
     app.state.settings = settings
-    app.state.dispatcher = dispatcher or build_dispatcher(settings)
-    app.state.predictor = predictor or Predictor(settings, _context_or_none(settings))
+    app.state.dispatcher = dispatcher or build_dispatcher(settings, connection)
+    app.state.predictor = predictor or Predictor(settings, _context_or_none(settings, connection), connection)
     app.state.metrics = Metrics()
     app.state.contacted_at = {}
 
@@ -115,7 +122,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None, predict
             raise
         if settings.label_studio_configured:
             _on_contact(app, project_id)
-        live = ProjectStore(settings.model_dir, project_id).live()
+        live = store(project_id).live()
         return SetupResponse(model_version=(live or {}).get("model_version") or UNTRAINED_VERSION)
 
     @app.post("/predict", response_model=PredictResponse)
@@ -160,25 +167,25 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None, predict
         """
         body = await _json_body(request, allow_empty=True)
         project = body.get("project") or request.query_params.get("project")
-        project_ids = [project_id_of(project)] if project else project_ids_in(settings.model_dir)
-        found = {v for pid in project_ids for v in ProjectStore(settings.model_dir, pid).versions()}
+        ids = [project_id_of(project)] if project else project_ids(settings.model_dir, connection)
+        found = {v for pid in ids for v in store(pid).versions()}
         return VersionsResponse(versions=sorted(found, key=_version_sort_key, reverse=True))
 
     @app.get("/projects/{project_id}/status", response_model=StatusResponse)
     def status(project_id: int) -> StatusResponse:
         """Jobs pending or running for the project, the live model version and the round history."""
-        store = ProjectStore(settings.model_dir, project_id_of(project_id))
+        state = store(project_id_of(project_id))
         return StatusResponse(
             project=project_id,
-            live_model_version=(store.live() or {}).get("model_version"),
+            live_model_version=(state.live() or {}).get("model_version"),
             jobs=app.state.dispatcher.status(project_id),
-            rounds=store.rounds(),
+            rounds=state.rounds(),
         )
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> str:
         """Prometheus text format; counts only, no secrets."""
-        return app.state.metrics.render(settings.model_dir)
+        return app.state.metrics.render(settings.model_dir, connection)
 
     return app
 
@@ -237,11 +244,11 @@ def _error_response(error: BackendError, headers: dict[str, str] | None = None) 
     return JSONResponse({"error": str(error)}, status_code=error.status_code, headers=headers)
 
 
-def _context_or_none(settings: Settings) -> Any:
+def _context_or_none(settings: Settings, connection: Redis | None) -> Any:
     from backend.context import build_context
 
     try:
-        return build_context(settings)
+        return build_context(settings, connection)
     except BackendError as error:
         logger.warning("%s", error)
         return None

@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import httpx
+from redis import Redis
 
 from backend.errors import NotConfiguredError
 from backend.ls_client import LabelStudioClient
 from backend.media import MediaFetcher
+from backend.redis_store import open_project_store
 from backend.settings import Settings
+from backend.store import ProjectStore
 
 
 @dataclass
@@ -17,9 +20,13 @@ class Context:
     settings: Settings
     client: LabelStudioClient
     fetcher: MediaFetcher
+    connection: Redis | None = None  # where project state lives when workers are separate processes
+
+    def store(self, project_id: int) -> ProjectStore:
+        return open_project_store(self.settings.model_dir, project_id, self.connection)
 
 
-def build_context(settings: Settings) -> Context:
+def build_context(settings: Settings, connection: Redis | None = None) -> Context:
     if not settings.label_studio_url or not settings.label_studio_api_key:
         missing = "LABEL_STUDIO_URL" if not settings.label_studio_url else "LABEL_STUDIO_API_KEY"
         raise NotConfiguredError(
@@ -34,4 +41,4 @@ def build_context(settings: Settings) -> Context:
         max_bytes=settings.max_image_bytes,
         local_files_root=settings.local_files_document_root,
     )
-    return Context(settings, client, fetcher)
+    return Context(settings, client, fetcher, connection)

@@ -115,9 +115,9 @@ class ThreadDispatcher:
                 self.coordinator.clear_pending(kind, project_id)
 
 
-def build_dispatcher(settings: Settings) -> Dispatcher:
-    if settings.redis_url:
-        return RQDispatcher(Redis.from_url(settings.redis_url), settings)
+def build_dispatcher(settings: Settings, connection: Redis | None) -> Dispatcher:
+    if connection is not None:
+        return RQDispatcher(connection, settings)
     return ThreadDispatcher(_embedded_runner(settings))
 
 

@@ -18,7 +18,6 @@ from backend.errors import BackendError
 from backend.label_config import parse_label_config
 from backend.rounds import run_round
 from backend.settings import Settings
-from backend.store import ProjectStore
 from backend.webhook_auth import secure_webhooks
 
 logger = logging.getLogger(__name__)
@@ -31,7 +30,7 @@ def embed_new_tasks(context: Context, project_id: int) -> dict[str, Any]:
     settings = context.settings
     spec = parse_label_config(context.client.get_project(project_id).get("label_config") or "")
     snapshot = snapshot_tasks(project_id, context.client.iter_tasks(project_id), spec)
-    cache = ProjectStore(settings.model_dir, project_id).embeddings(encoder_key(settings))
+    cache = context.store(project_id).embeddings(encoder_key(settings))
     report = embed_missing(
         project_id, snapshot.tasks, cache, load_encoder(settings), context.fetcher, settings.max_image_pixels
     )
@@ -58,7 +57,7 @@ def execute(kind: str, project_id: int, context: Context, coordinator: Coordinat
             else:  # a bug: keep the traceback
                 logger.exception("project %s: %s job crashed", project_id, kind)
             if kind == "round":
-                ProjectStore(context.settings.model_dir, project_id).append_round(
+                context.store(project_id).append_round(
                     {"status": "failed", "error": str(error)[:500], "started_at": started, "finished_at": time.time()}
                 )
             raise
@@ -79,9 +78,9 @@ def rq_secure_webhooks(project_id: int) -> dict[str, Any]:
 
 def _rq_execute(kind: str, project_id: int) -> dict[str, Any]:
     global _context
-    if _context is None:
-        _context = build_context(Settings.from_env())
     job = get_current_job()
     assert job is not None, "rq_* functions run inside an RQ worker"
+    if _context is None:
+        _context = build_context(Settings.from_env(), job.connection)
     coordinator = RedisCoordinator(job.connection, _context.settings.round_timeout)
     return execute(kind, int(project_id), _context, coordinator)

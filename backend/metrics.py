@@ -6,7 +6,9 @@ import threading
 from collections import defaultdict
 from pathlib import Path
 
-from backend.store import ProjectStore, project_ids_in
+from redis import Redis
+
+from backend.redis_store import open_project_store, project_ids
 
 
 class Metrics:
@@ -23,11 +25,11 @@ class Metrics:
         self.count("alfamix_webhook_seconds_sum", seconds)
         self.count("alfamix_webhook_seconds_count")
 
-    def render(self, model_dir: Path) -> str:
+    def render(self, model_dir: Path, connection: Redis | None) -> str:
         with self._lock:
             lines = [f"{name}{_labels(labels)} {value:g}" for (name, labels), value in sorted(self._counters.items())]
-        for project_id in project_ids_in(model_dir):
-            store = ProjectStore(model_dir, project_id)
+        for project_id in project_ids(model_dir, connection):
+            store = open_project_store(model_dir, project_id, connection)
             rounds = store.rounds()
             for status in ("done", "failed"):
                 n = sum(1 for r in rounds if r.get("status") == status)

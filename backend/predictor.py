@@ -7,11 +7,13 @@ import threading
 from typing import Any
 
 import numpy as np
+from redis import Redis
 
 from backend.annotations import TaskRecord
 from backend.context import Context
 from backend.label_config import ClassificationSpec
 from backend.predictions import choices_result, predicted_label_sets
+from backend.redis_store import open_project_store
 from backend.settings import Settings
 from backend.store import EmbeddingCache, ProjectStore
 
@@ -24,16 +26,17 @@ UNTRAINED_VERSION = "alfamix-untrained"
 class Predictor:
     """Keeps heads, queues and embedding caches in memory between requests (keyed by model version)."""
 
-    def __init__(self, settings: Settings, context: Context | None) -> None:
+    def __init__(self, settings: Settings, context: Context | None, connection: Redis | None = None) -> None:
         self.settings = settings
         self.context = context
+        self.connection = connection
         self._heads: dict[tuple[int, str], Any] = {}
         self._scores: dict[tuple[int, str], dict[int, float]] = {}
         self._caches: dict[int, EmbeddingCache] = {}
         self._lock = threading.Lock()
 
     def predict(self, project_id: int, spec: ClassificationSpec, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        store = ProjectStore(self.settings.model_dir, project_id)
+        store = open_project_store(self.settings.model_dir, project_id, self.connection)
         model_version = (store.live() or {}).get("model_version")
         meta = store.load_meta(model_version) if model_version else None
         if not model_version or meta is None or meta.get("head") is None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +26,7 @@ from model.head import HeadConfig, predict_proba, train_head
 logger = logging.getLogger(__name__)
 
 VERSION_PREFIX = "alfamix-"
+WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a round, in its record
 HEAD_CONFIG = HeadConfig()
 
 
@@ -42,7 +45,8 @@ def run_round(context: Context, project_id: int) -> dict[str, Any]:
     """Read labels, embed, train, rank, push predictions, then switch the project's queue to them."""
     settings = context.settings
     clock = _Clock()
-    store = ProjectStore(settings.model_dir, project_id)
+    started_at = time.time()
+    store = context.store(project_id)
     project = context.client.get_project(project_id)
     spec = parse_label_config(project.get("label_config") or "")
     snapshot = snapshot_tasks(project_id, context.client.iter_tasks(project_id), spec)
@@ -99,7 +103,9 @@ def run_round(context: Context, project_id: int) -> dict[str, Any]:
     record = {
         "status": "done",
         "model_version": model_version,
+        "started_at": started_at,
         "finished_at": time.time(),
+        "worker": WORKER,
         "n_tasks": len(snapshot.tasks),
         "n_labeled_tasks": len(data.labeled_task_ids),
         "n_unlabeled_tasks": len(data.unlabeled_task_ids),

@@ -162,7 +162,11 @@ def _merge(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> CachedEmbe
 
 
 class ProjectStore:
-    """Files of one project. Project ids are integers, model versions are checked names."""
+    """State of one project in files under MODEL_DIR. Project ids are integers, model versions checked names.
+
+    RedisProjectStore (backend/redis_store.py) keeps the same state in Redis instead, for
+    workers on several machines; the embedding cache stays in files either way.
+    """
 
     def __init__(self, model_dir: Path, project_id: int) -> None:
         self.project_id = int(project_id)
@@ -189,33 +193,17 @@ class ProjectStore:
         return value if isinstance(value, dict) else None
 
     def save_head(self, model_version: str, state_dict: dict[str, Any]) -> None:
-        import torch  # imported here so that reading state never loads torch
-
-        buffer = io.BytesIO()
-        torch.save(state_dict, buffer)
-        atomic_write_bytes(self.version_dir(model_version) / "head.pt", buffer.getvalue())
+        atomic_write_bytes(self.version_dir(model_version) / "head.pt", head_to_bytes(state_dict))
 
     def load_head(self, model_version: str) -> dict[str, Any]:
-        import torch
-
-        return dict(torch.load(self.version_dir(model_version) / "head.pt", map_location="cpu", weights_only=True))
+        return head_from_bytes((self.version_dir(model_version) / "head.pt").read_bytes())
 
     def save_queue(self, model_version: str, task_ids: np.ndarray, predicted: np.ndarray, score: np.ndarray) -> None:
-        buffer = io.BytesIO()
-        np.savez(
-            buffer,
-            task_ids=task_ids.astype(np.int64),
-            predicted=predicted.astype(np.int64),
-            score=score.astype(np.float32),
-        )
-        atomic_write_bytes(self.version_dir(model_version) / "queue.npz", buffer.getvalue())
+        atomic_write_bytes(self.version_dir(model_version) / "queue.npz", queue_to_bytes(task_ids, predicted, score))
 
     def load_queue(self, model_version: str) -> dict[str, np.ndarray] | None:
         path = self.version_dir(model_version) / "queue.npz"
-        if not path.exists():
-            return None
-        with np.load(path, allow_pickle=False) as queue:
-            return {key: queue[key] for key in ("task_ids", "predicted", "score")}
+        return queue_from_bytes(path.read_bytes()) if path.exists() else None
 
     def versions(self) -> list[str]:
         folder = self.root / "versions"
@@ -230,6 +218,33 @@ class ProjectStore:
 
     def append_round(self, record: dict[str, Any]) -> None:
         atomic_write_json(self.root / "rounds.json", [*self.rounds(), record])
+
+
+def head_to_bytes(state_dict: dict[str, Any]) -> bytes:
+    import torch  # imported here so that reading other state never loads torch
+
+    buffer = io.BytesIO()
+    torch.save(state_dict, buffer)
+    return buffer.getvalue()
+
+
+def head_from_bytes(data: bytes) -> dict[str, Any]:
+    import torch
+
+    return dict(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
+
+
+def queue_to_bytes(task_ids: np.ndarray, predicted: np.ndarray, score: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(
+        buffer, task_ids=task_ids.astype(np.int64), predicted=predicted.astype(np.int64), score=score.astype(np.float32)
+    )
+    return buffer.getvalue()
+
+
+def queue_from_bytes(data: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as queue:
+        return {key: queue[key] for key in ("task_ids", "predicted", "score")}
 
 
 def project_ids_in(model_dir: Path) -> list[int]:
