@@ -14,11 +14,25 @@ import requests
 
 from tests.e2e.label_studio import REPO_ROOT, free_port
 
+SERVER_COMMAND = [sys.executable, "-m", "backend"]
+WORKER_COMMAND = [sys.executable, "-m", "backend.worker"]
+
 
 class BackendProcesses:
-    """The HTTP server and, with ``workers`` > 0, that many RQ workers, sharing one environment."""
+    """The HTTP server and, with ``workers`` > 0, that many RQ workers, sharing one environment.
 
-    def __init__(self, root: Path, env: dict[str, str], workers: int = 0) -> None:
+    More workers, each with its own environment overrides (another MODEL_DIR, as on
+    another machine), can be added and stopped while the others run.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        env: dict[str, str],
+        workers: int = 0,
+        server_command: list[str] = SERVER_COMMAND,
+        worker_command: list[str] = WORKER_COMMAND,
+    ) -> None:
         self.root = root
         self.port = free_port()
         self.env = {
@@ -30,16 +44,18 @@ class BackendProcesses:
             **env,
         }
         self.workers = workers
-        self._processes: list[subprocess.Popen[bytes]] = []
+        self.server_command = server_command
+        self.worker_command = worker_command
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> BackendProcesses:
-        self._spawn("backend", [sys.executable, "-m", "backend"])
+        self._spawn("backend", self.server_command, {})
         for index in range(self.workers):
-            self._spawn(f"worker-{index}", [sys.executable, "-m", "backend.worker"])
+            self.start_worker(f"worker-{index}")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -47,38 +63,55 @@ class BackendProcesses:
                     return self
             except requests.ConnectionError:
                 pass
-            for process in self._processes:
+            for process in self.processes.values():
                 if process.poll() is not None:
                     raise RuntimeError(f"{process.args} exited with {process.returncode}:\n{self.log_tail()}")
             time.sleep(0.2)
         raise RuntimeError(f"the backend did not answer /health within 60 s:\n{self.log_tail()}")
 
+    def start_worker(self, name: str, env: dict[str, str] | None = None) -> int:
+        """Starts one more worker; returns its pid (round records name it as host:pid)."""
+        return self._spawn(name, self.worker_command, env or {}).pid
+
+    def stop_process(self, name: str, timeout: float = 30.0) -> None:
+        """SIGTERM (a worker finishes its current job first), SIGKILL after ``timeout``."""
+        process = self.processes[name]
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
     def stop(self) -> None:
-        for process in self._processes:
+        for process in self.processes.values():
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
-        for process in self._processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        for name in self.processes:
+            self.stop_process(name, timeout=10)
 
     def log(self, name: str = "backend") -> str:
         path = self.root / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
     def log_tail(self, lines: int = 40) -> str:
-        names = ["backend", *(f"worker-{i}" for i in range(self.workers))]
-        return "\n".join(f"--- {name} ---\n" + "\n".join(self.log(name).splitlines()[-lines:]) for name in names)
-
-    def _spawn(self, name: str, command: list[str]) -> None:
-        log = (self.root / f"{name}.log").open("wb")
-        self._processes.append(
-            subprocess.Popen(
-                command, cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        return "\n".join(
+            f"--- {name} ---\n" + "\n".join(self.log(name).splitlines()[-lines:]) for name in self.processes
         )
+
+    def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = (self.root / f"{name}.log").open("wb")
+        process = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env={**self.env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes[name] = process
+        return process
 
     def __enter__(self) -> BackendProcesses:
         return self.start()

@@ -1,0 +1,82 @@
+"""Workers on several machines share only Redis and Label Studio: any worker runs any round.
+
+Two worker processes with separate MODEL_DIR folders (as on two machines) serve one project:
+first alone in turn, then together. Rounds must build on each other's state and never overlap.
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+from pathlib import Path
+
+import redis
+
+from tests.e2e.backend_process import BackendProcesses
+from tests.e2e.images import import_images, write_mnist_pngs
+from tests.e2e.label_studio import LabelStudioServer
+from tests.e2e.project import DIGITS, Project, choices_config, wait_until_idle
+
+REDIS_DB = 12
+N_TASKS = 80
+
+
+def test_two_workers_with_separate_model_dirs_share_one_project(
+    label_studio: LabelStudioServer, tmp_path: Path
+) -> None:
+    redis.Redis(db=REDIS_DB).flushdb()
+    files = write_mnist_pngs(tmp_path / "png", N_TASKS, random_state=2)
+    project = Project.create(label_studio, "scale-out", choices_config(DIGITS))
+    by_name = {path.name: label for path, label in files}
+    names = import_images(label_studio.url, label_studio.api_key, project.project_id, [p for p, _ in files])
+    truth = {task_id: by_name[name] for task_id, name in names.items()}
+    env = {
+        "LABEL_STUDIO_URL": label_studio.url,
+        "LABEL_STUDIO_API_KEY": label_studio.api_key,
+        "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+        "ALFAMIX_BATCH_SIZE": "5",
+    }
+    host = socket.gethostname()
+
+    def label(n: int) -> None:
+        for _ in range(n):
+            task = project.next_task()
+            project.submit(task["id"], [str(truth[task["id"]])])
+
+    with BackendProcesses(tmp_path, env) as backend:
+        pid_a = backend.start_worker("worker-a", {"MODEL_DIR": str(tmp_path / "machine-a")})
+        ml_id = project.connect(backend.url)
+        wait_until_idle(backend.url, project.project_id)
+        label(8)
+        first = wait_until_idle(backend.url, project.project_id)["rounds"]
+        assert {r["worker"] for r in first} == {f"{host}:{pid_a}"}
+        backend.stop_process("worker-a")
+
+        # Machine B has no embeddings and no files of the project: state comes from Redis.
+        pid_b = backend.start_worker("worker-b", {"MODEL_DIR": str(tmp_path / "machine-b")})
+        label(8)
+        second = wait_until_idle(backend.url, project.project_id)["rounds"]
+        on_b = second[len(first) :]
+        assert on_b and {r["worker"] for r in on_b} == {f"{host}:{pid_b}"}
+        assert on_b[0]["n_embedded"] == N_TASKS  # each machine embeds a task once, into its own cache
+        assert on_b[-1]["n_labeled_tasks"] == 16
+        assert on_b[-1]["n_prelabeled"] > 0  # judged against the queue machine A left in Redis
+        assert int(on_b[0]["model_version"].split("-")[1]) == len(first) + 1
+        assert not (tmp_path / "machine-b" / "projects" / str(project.project_id) / "rounds.json").exists()
+
+        # Both machines at once: a burst of submits and START_TRAINING events.
+        backend.start_worker("worker-a2", {"MODEL_DIR": str(tmp_path / "machine-a")})
+        for _ in range(4):
+            label(2)
+            for _ in range(3):
+                project.api("POST", f"/api/ml/{ml_id}/train", json={})
+        final = wait_until_idle(backend.url, project.project_id)
+
+    rounds = final["rounds"]
+    assert all(r["status"] == "done" for r in rounds), rounds
+    assert rounds[-1]["n_labeled_tasks"] == 24
+    assert project.settings()["model_version"] == rounds[-1]["model_version"] == final["live_model_version"]
+    # Never two rounds of the project at once.
+    spans = sorted((r["started_at"], r["finished_at"]) for r in rounds)
+    assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans)), spans
+    print(f"{len(rounds)} rounds, workers: {sorted({r['worker'] for r in rounds})}")
