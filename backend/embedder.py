@@ -30,11 +30,24 @@ _loaded: dict[tuple[str, str | None, str], EncoderRuntime] = {}
 _loading = threading.Lock()
 
 
-@dataclass(frozen=True)
+@dataclass
 class EncoderRuntime:
     encoder: Encoder
     device: torch.device
-    batch_size: int
+    batch_size: int  # halved for good when a batch runs out of GPU memory
+
+    def embed(self, images: list[Image.Image]) -> torch.Tensor:
+        """(n, D) embeddings; on CUDA out-of-memory, retry with half the batch size, down to 1."""
+        while True:
+            try:
+                return embed_images(self.encoder, images, device=self.device, batch_size=self.batch_size)
+            except torch.cuda.OutOfMemoryError:
+                if self.batch_size == 1:
+                    raise
+                self.batch_size //= 2
+                logger.warning("out of GPU memory: embedding batch size lowered to %d", self.batch_size)
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
 
 
 @dataclass
@@ -89,9 +102,7 @@ def embed_missing(
             images = list(pool.map(lambda r: _load_image(project_id, r, fetcher, max_pixels, report), chunk))
             kept = [(record, image) for record, image in zip(chunk, images, strict=True) if image is not None]
             if kept:
-                z = embed_images(
-                    runtime.encoder, [image for _, image in kept], device=runtime.device, batch_size=runtime.batch_size
-                )  # (n, D)
+                z = runtime.embed([image for _, image in kept])  # (n, D)
                 cache.add(
                     np.array([r.task_id for r, _ in kept], dtype=np.int64),
                     z.numpy(),
