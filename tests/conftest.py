@@ -1,4 +1,4 @@
-"""One real Label Studio server for the whole end-to-end session."""
+"""One real Label Studio server for the whole test session, started only when a test asks for it."""
 
 from __future__ import annotations
 

@@ -1,0 +1,83 @@
+"""Read the deployment files the way Docker would: Dockerfile instructions, compose YAML, .env.example."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+INTERPOLATION = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")
+
+
+def dockerfile_instructions(path: Path = ROOT / "Dockerfile") -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for line in path.read_text().splitlines():
+        stripped = line.strip()
+        if not stripped or (stripped.startswith("#") and not pending):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        keyword, _, arguments = (pending + stripped).partition(" ")
+        instructions.append((keyword.upper(), arguments.strip()))
+        pending = ""
+    return instructions
+
+
+def dockerfile_values(keyword: str) -> list[str]:
+    return [arguments for name, arguments in dockerfile_instructions() if name == keyword]
+
+
+def exec_form(arguments: str) -> list[str]:
+    """CMD/ENTRYPOINT/HEALTHCHECK CMD in JSON (exec) form."""
+    value = json.loads(arguments)
+    assert isinstance(value, list) and all(isinstance(part, str) for part in value), arguments
+    return value
+
+
+def dockerfile_env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for arguments in dockerfile_values("ENV"):
+        for pair in arguments.split():
+            key, _, value = pair.partition("=")
+            env[key] = value
+    return env
+
+
+def compose() -> dict[str, Any]:
+    return dict(yaml.safe_load((ROOT / "docker-compose.yml").read_text()))
+
+
+def interpolated_names(text: str) -> set[str]:
+    """Variables a compose file takes from the environment or .env: ${NAME}, ${NAME:-x}, ${NAME:?x}."""
+    return set(INTERPOLATION.findall(text))
+
+
+def env_example() -> dict[str, str]:
+    pairs = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def resolve(value: str, variables: dict[str, str]) -> str:
+    """Compose's interpolation: ${NAME}, ${NAME:-default} (unset or empty), ${NAME:?error} (must be set)."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name, operator, argument = match.group(1), match.group(2) or "", match.group(3) or ""
+        current = variables.get(name, "")
+        if operator == ":-":
+            return current or argument
+        if operator == ":?" and not current:
+            raise ValueError(f"{name}: {argument}")
+        return current
+
+    return re.sub(r"\$\{([A-Z0-9_]+)(:[-?])?([^}]*)\}", substitute, value)

@@ -1,0 +1,65 @@
+"""The compose file's API and worker commands, run as written outside a container, complete a round.
+
+Only what a container network changes is rewritten: `python` is this interpreter, and
+LABEL_STUDIO_URL, REDIS_URL and MODEL_DIR point at the test's Label Studio, Redis and a
+temporary folder. Every other variable is resolved from .env.example as compose would.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import redis
+
+from tests.deploy.files import compose, env_example, resolve
+from tests.e2e.backend_process import BackendProcesses
+from tests.e2e.images import import_images, write_mnist_pngs
+from tests.e2e.label_studio import LabelStudioServer
+from tests.e2e.project import DIGITS, Project, choices_config, wait_until_idle
+
+REDIS_DB = 11
+
+
+def service_command(service: str) -> list[str]:
+    command = [str(part) for part in compose()["services"][service]["command"]]
+    assert command[0] == "python"
+    return [sys.executable, *command[1:]]
+
+
+def service_env(service: str, variables: dict[str, str], overrides: dict[str, str]) -> dict[str, str]:
+    environment = compose()["services"][service]["environment"]
+    return {key: resolve(str(value), variables) for key, value in environment.items()} | overrides
+
+
+def test_compose_commands_complete_a_round(label_studio: LabelStudioServer, tmp_path: Path) -> None:
+    redis.Redis(db=REDIS_DB).flushdb()
+    variables = env_example() | {"LABEL_STUDIO_API_KEY": label_studio.api_key}
+    network = {
+        "LABEL_STUDIO_URL": label_studio.url,
+        "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+        "MODEL_DIR": str(tmp_path / "models"),
+    }
+    api_env = service_env("backend", variables, network)
+    worker_env = service_env("worker", variables, network)
+    assert worker_env["ALFAMIX_DEVICE"] == "auto" and api_env["ALFAMIX_ENCODER"] == "efficientnet_lite0"
+
+    files = write_mnist_pngs(tmp_path / "png", 30, random_state=3)
+    project = Project.create(label_studio, "compose commands", choices_config(DIGITS))
+    by_name = {path.name: label for path, label in files}
+    names = import_images(label_studio.url, label_studio.api_key, project.project_id, [p for p, _ in files])
+    processes = BackendProcesses(
+        tmp_path, api_env, server_command=service_command("backend"), worker_command=service_command("worker")
+    )
+    with processes as backend:
+        backend.start_worker("worker", worker_env)
+        project.connect(backend.url)
+        wait_until_idle(backend.url, project.project_id)
+        for _ in range(3):
+            task = project.next_task()
+            project.submit(task["id"], [str(by_name[names[task["id"]]])])
+        status = wait_until_idle(backend.url, project.project_id)
+
+    last = status["rounds"][-1]
+    assert last["status"] == "done" and last["n_labeled_tasks"] == 3 and last["n_predictions"] == 27
+    assert project.settings()["model_version"] == last["model_version"]

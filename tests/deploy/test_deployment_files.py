@@ -1,0 +1,199 @@
+"""Dockerfile, docker-compose.yml and .env.example agree with the code (no Docker engine runs here)."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+
+from backend.settings import Settings
+from tests.deploy.files import (
+    ROOT,
+    compose,
+    dockerfile_env,
+    dockerfile_instructions,
+    dockerfile_values,
+    env_example,
+    exec_form,
+    interpolated_names,
+)
+
+BACKEND_SERVICES = ("backend", "worker")
+REQUIRED_BACKEND_ENV = {"LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "REDIS_URL", "MODEL_DIR"}
+
+
+class RecordingEnv(dict[str, str]):
+    """An empty environment that remembers which names were asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.asked.add(key)
+        return super().get(key, default)
+
+
+def settings_names() -> set[str]:
+    environ = RecordingEnv()
+    Settings.from_env(environ)
+    return environ.asked
+
+
+def requirement_pin(package: str) -> str:
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        if line.startswith(f"{package}=="):
+            return line.split("==")[1].strip()
+    raise AssertionError(f"{package} is not pinned in requirements.txt")
+
+
+def module_of(command: list[str]) -> str:
+    assert command[:2] == ["python", "-m"], command
+    return command[2]
+
+
+def assert_runnable_module(name: str) -> None:
+    spec = importlib.util.find_spec(f"{name}.__main__") if (ROOT / name.replace(".", "/")).is_dir() else None
+    spec = spec or importlib.util.find_spec(name)
+    assert spec is not None, f"python -m {name}: no such module"
+
+
+def services() -> dict[str, Any]:
+    return dict(compose()["services"])
+
+
+def environment(service: str) -> dict[str, str]:
+    return {key: str(value) for key, value in (services()[service].get("environment") or {}).items()}
+
+
+# --- Dockerfile --------------------------------------------------------------------------
+
+
+def test_base_image_carries_the_pinned_torch_and_its_cuda() -> None:
+    (base,) = dockerfile_values("FROM")
+    image, _, tag = base.partition(":")
+    assert image == "pytorch/pytorch"
+    assert tag == f"{requirement_pin('torch')}-cuda{torch.version.cuda}-cudnn9-runtime"
+
+
+def test_image_runs_as_a_non_root_user_before_its_command() -> None:
+    keywords = [keyword for keyword, _ in dockerfile_instructions()]
+    users = dockerfile_values("USER")
+    assert users and users[-1] not in ("root", "0")
+    assert keywords.index("USER") < keywords.index("CMD")
+    assert keywords.index("USER") > max(i for i, k in enumerate(keywords) if k == "RUN")
+
+
+def test_dependencies_install_before_the_code_is_copied() -> None:
+    instructions = dockerfile_instructions()
+    install = next(i for i, (k, a) in enumerate(instructions) if k == "RUN" and "requirements.txt" in a)
+    copies = [(i, a) for i, (k, a) in enumerate(instructions) if k == "COPY"]
+    assert copies[0][1] == "requirements.txt ." and copies[0][0] < install
+    assert all(i > install for i, _ in copies[1:])
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    assert {f"!{a.split()[0]}" for _, a in copies} <= set(ignored)
+
+
+def test_default_command_is_the_api_and_the_healthcheck_hits_its_health_endpoint() -> None:
+    (cmd,) = dockerfile_values("CMD")
+    assert exec_form(cmd) == ["python", "-m", "backend"]
+    assert_runnable_module("backend")
+    (healthcheck,) = dockerfile_values("HEALTHCHECK")
+    assert "/health" in healthcheck and "PORT" in healthcheck
+    assert dockerfile_values("EXPOSE") == [str(Settings().port)] == [dockerfile_env()["PORT"]]
+
+
+def test_state_and_weights_are_volumes_and_no_secret_is_baked_in() -> None:
+    env = dockerfile_env()
+    (volumes,) = dockerfile_values("VOLUME")
+    assert set(exec_form(volumes)) == {env["MODEL_DIR"], env["TORCH_HOME"]}
+    secret_words = ("KEY", "PASS", "TOKEN", "SECRET")
+    assert not [name for name in env if any(word in name for word in secret_words)]
+
+
+# --- docker-compose.yml ------------------------------------------------------------------
+
+
+def test_the_stack_has_its_four_services_with_pinned_images() -> None:
+    assert set(services()) == {"label-studio", "redis", "backend", "worker"}
+    for name, service in services().items():
+        image = service["image"]
+        assert ":" in image and not image.endswith(":latest"), f"{name}: {image} is not pinned"
+    assert services()["label-studio"]["image"] == "heartexlabs/label-studio:1.23.2"
+
+
+@pytest.mark.parametrize(("service", "module"), [("backend", "backend"), ("worker", "backend.worker")])
+def test_backend_commands_run_modules_that_exist(service: str, module: str) -> None:
+    command = services()[service]["command"]
+    assert module_of(command) == module
+    assert_runnable_module(module)
+
+
+@pytest.mark.parametrize("service", BACKEND_SERVICES)
+def test_backend_environment_uses_only_names_the_settings_read(service: str) -> None:
+    names = set(environment(service))
+    assert names <= settings_names(), names - settings_names()
+    assert names >= REQUIRED_BACKEND_ENV
+    assert environment(service)["LABEL_STUDIO_URL"] == "http://label-studio:8080"
+
+
+@pytest.mark.parametrize("service", BACKEND_SERVICES)
+def test_model_dir_and_weights_cache_are_mounted_where_the_image_expects_them(service: str) -> None:
+    targets = {mount.split(":")[1] for mount in services()[service]["volumes"]}
+    assert environment(service)["MODEL_DIR"] == dockerfile_env()["MODEL_DIR"]
+    assert targets == {dockerfile_env()["MODEL_DIR"], dockerfile_env()["TORCH_HOME"]}
+
+
+def test_the_api_port_is_published_and_the_worker_reserves_a_gpu() -> None:
+    assert services()["backend"]["ports"] == [f"{Settings().port}:{Settings().port}"]
+    (device,) = services()["worker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
+    assert "deploy" not in services()["backend"]
+
+
+def test_label_studio_is_allowed_to_call_a_backend_on_the_compose_network() -> None:
+    env = environment("label-studio")
+    assert env["ML_BLOCK_LOCAL_IP"] == "false" and env["SSRF_PROTECTION_ENABLED"] == "false"
+    # The admin's token is the backend's API key.
+    token = interpolated_names(env["LABEL_STUDIO_USER_TOKEN"])
+    assert token == interpolated_names(environment("backend")["LABEL_STUDIO_API_KEY"]) == {"LABEL_STUDIO_API_KEY"}
+    assert env["LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN"] == "true"
+
+
+def test_dependencies_wait_for_health_and_redis_persists() -> None:
+    for name, service in services().items():
+        for dependency, condition in (service.get("depends_on") or {}).items():
+            assert condition == {"condition": "service_healthy"}, (name, dependency)
+            assert "healthcheck" in services()[dependency], dependency
+    redis = services()["redis"]
+    assert redis["command"][1:3] == ["--appendonly", "yes"]
+    assert [mount.split(":")[1] for mount in redis["volumes"]] == ["/data"]
+    assert set(compose()["volumes"]) == {"label-studio-data", "redis-data", "models", "torch-cache"}
+
+
+# --- .env.example and README ---------------------------------------------------------------
+
+
+def env_example_lines() -> Iterator[tuple[str, str]]:
+    """(previous line, variable line) pairs."""
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    for previous, line in itertools.pairwise(lines):
+        if line and not line.startswith("#"):
+            yield previous, line
+
+
+def test_env_example_lists_every_variable_the_compose_file_reads_each_with_a_comment() -> None:
+    assert set(env_example()) == interpolated_names((ROOT / "docker-compose.yml").read_text())
+    for previous, line in env_example_lines():
+        assert previous.startswith("#"), f".env.example: {line!r} has no comment above it"
+
+
+def test_readme_documents_every_setting_and_the_compose_model_url() -> None:
+    readme = (ROOT / "README.md").read_text()
+    missing = [name for name in settings_names() if f"`{name}`" not in readme]
+    assert not missing, f"README.md does not document {missing}"
+    assert "http://backend:9090" in readme
