@@ -42,6 +42,7 @@ def embed_images(
     batch_size: int = 64,
     progress: Callable[[int, int | None], None] | None = None,
     total: int | None = None,
+    mixed_precision: bool = True,
 ) -> torch.Tensor:
     """Embed ``images`` with ``encoder``: N images -> (N, D) float32 on the CPU.
 
@@ -50,9 +51,10 @@ def embed_images(
     decoded images are alive at a time. ``device`` is where the encoder runs
     (the module is moved there, and left there, once); the result always comes
     back to the CPU as float32, whatever the device. On CUDA the encoder runs
-    under fp16 autocast in channels_last with pinned host memory; elsewhere in
-    float32. ``progress(done, total)`` is called after each batch; ``total``
-    defaults to ``len(images)`` when ``images`` has a length.
+    under fp16 autocast (``mixed_precision=False`` keeps float32) in channels_last
+    with pinned host memory; elsewhere in float32. ``progress(done, total)`` is
+    called after each batch; ``total`` defaults to ``len(images)`` when ``images``
+    has a length.
 
     Example: 5 images, batch_size=2 -> progress (2, 5), (4, 5), (5, 5) and a
     (5, D) tensor. No images -> a (0, D) tensor.
@@ -72,7 +74,7 @@ def embed_images(
     done = 0
     with torch.inference_mode():
         for batch in _preprocessed_batches(images, encoder.preprocess, batch_size):
-            z = _embed_batch(module, batch, device)  # (b, D)
+            z = _embed_batch(module, batch, device, mixed_precision)  # (b, D)
             if z.shape != (batch.shape[0], encoder.embedding_dim):
                 raise ModelInputError(
                     f"encoder {encoder.name!r} returned shape {tuple(z.shape)} for a batch of "
@@ -115,13 +117,13 @@ def _load(source: ImageSource, index: int) -> Image.Image:
     return image
 
 
-def _embed_batch(module: nn.Module, batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+def _embed_batch(module: nn.Module, batch: torch.Tensor, device: torch.device, mixed_precision: bool) -> torch.Tensor:
     """(b, 3, H, W) CPU float32 -> (b, D) CPU float32."""
     if device.type == "cuda":
         # Pinned memory makes the copy asynchronous; channels_last and fp16 use tensor cores.
         x = batch.pin_memory().to(device, non_blocking=True, memory_format=torch.channels_last)
-        with torch.autocast(device_type="cuda", dtype=torch.float16):
-            z = module(x)  # (b, D) float16
+        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=mixed_precision):
+            z = module(x)  # (b, D) float16 under autocast
     else:
         z = module(batch.to(device))  # (b, D)
     return z.float().cpu()  # (b, D)
