@@ -29,8 +29,9 @@ def test_gpu_check_smoke_run_reports_embedding_and_query_figures() -> None:
 
 
 def test_gpu_check_refuses_to_run_without_cuda_when_asked_for_it() -> None:
+    hidden = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # no GPU, even on a machine that has one
     result = subprocess.run(
-        [sys.executable, "-m", "bench.gpu_check"], capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-m", "bench.gpu_check"], capture_output=True, text=True, timeout=120, check=False, env=hidden
     )
     assert result.returncode == 1
     assert "gpu_check: no CUDA device here" in result.stderr
