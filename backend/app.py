@@ -18,8 +18,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import ValidationError
 from redis import Redis
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.auth import check_basic_auth
+from backend.body_limit import BodySizeLimit
 from backend.dispatch import Dispatcher, build_dispatcher
 from backend.errors import BackendError, BadRequestError, LabelConfigError
 from backend.label_config import parse_label_config
@@ -75,6 +77,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None, predict
     def store(project_id: int) -> ProjectStore:
         return open_project_store(settings.model_dir, project_id, connection)
 
+    app.add_middleware(BodySizeLimit)
     app.state.settings = settings
     app.state.dispatcher = dispatcher or build_dispatcher(settings, connection)
     app.state.predictor = predictor or Predictor(settings, _context_or_none(settings, connection), connection)
@@ -95,6 +98,11 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None, predict
         if error.status_code >= 500:
             logger.error("%s %s: %s", request.method, request.url.path, error)
         return _error_response(error)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        # Framework errors (unknown route, wrong method, unparsable body) in the same {"error"} shape.
+        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code, headers=error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -13,6 +13,7 @@ from backend.media import MediaFetcher
 from backend.redis_store import open_project_store
 from backend.settings import Settings
 from backend.store import ProjectStore
+from backend.url_guard import URLGuard
 
 
 @dataclass
@@ -40,5 +41,6 @@ def build_context(settings: Settings, connection: Redis | None = None) -> Contex
         auth_headers=client.auth_headers,
         max_bytes=settings.max_image_bytes,
         local_files_root=settings.local_files_document_root,
+        guard=URLGuard.from_settings(settings.label_studio_url, settings.allowed_media_hosts),
     )
     return Context(settings, client, fetcher, connection)

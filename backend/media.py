@@ -9,16 +9,18 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 from PIL import Image
 
 from backend.errors import MediaError
+from backend.url_guard import BlockedURLError, URLGuard
 
 logger = logging.getLogger(__name__)
 
 CLOUD_SCHEMES = ("s3", "gs", "azure-blob", "azure-spi")
+MAX_REDIRECTS = 5
 
 
 @dataclass
@@ -37,6 +39,7 @@ class MediaFetcher:
     auth_headers: Callable[[], dict[str, str]] | None
     max_bytes: int
     local_files_root: Path | None = None
+    guard: URLGuard | None = None  # None: no SSRF check (tests that serve images from localhost)
 
     def fetch(self, task_id: int, uri: str) -> bytes:
         scheme = urlsplit(uri).scheme.lower()
@@ -64,21 +67,42 @@ class MediaFetcher:
         headers = self.auth_headers() if authenticated and self.auth_headers else {}
         where = _redact(shown or url)
         try:
-            with self.client.stream("GET", url, headers=headers, follow_redirects=True) as response:
-                if response.status_code != 200:
-                    raise MediaError(f"task {task_id}: GET {where} answered HTTP {response.status_code}")
-                declared = int(response.headers.get("content-length") or 0)
-                if declared > self.max_bytes:
-                    raise MediaError(f"task {task_id}: {where} is {declared} bytes, over the {self.max_bytes} limit")
-                chunks, size = [], 0
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-                    if size > self.max_bytes:
-                        raise MediaError(f"task {task_id}: {where} is over the {self.max_bytes} byte limit")
-                    chunks.append(chunk)
-                return b"".join(chunks)
+            for _ in range(MAX_REDIRECTS + 1):
+                self._check_host(task_id, url, where)
+                with self.client.stream("GET", url, headers=headers, follow_redirects=False) as response:
+                    if response.is_redirect:
+                        target = urljoin(url, response.headers.get("location", ""))
+                        if _origin(target) != _origin(url):
+                            headers = {}  # credentials never follow a redirect to another host
+                        url = target
+                        continue
+                    return self._read_body(task_id, response, where)
         except httpx.HTTPError as error:
             raise MediaError(f"task {task_id}: GET {where} failed: {type(error).__name__}") from None
+        raise MediaError(f"task {task_id}: GET {where} redirected more than {MAX_REDIRECTS} times")
+
+    def _check_host(self, task_id: int, url: str, where: str) -> None:
+        """Every hop, redirects included: a public host may redirect into the internal network."""
+        if self.guard is None:
+            return
+        try:
+            self.guard.check(url)
+        except BlockedURLError as error:
+            raise MediaError(f"task {task_id}: {where} refused: {error}") from None
+
+    def _read_body(self, task_id: int, response: httpx.Response, where: str) -> bytes:
+        if response.status_code != 200:
+            raise MediaError(f"task {task_id}: GET {where} answered HTTP {response.status_code}")
+        declared = int(response.headers.get("content-length") or 0)
+        if declared > self.max_bytes:
+            raise MediaError(f"task {task_id}: {where} is {declared} bytes, over the {self.max_bytes} limit")
+        chunks, size = [], 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise MediaError(f"task {task_id}: {where} is over the {self.max_bytes} byte limit")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _read_local_file(self, task_id: int, uri: str) -> bytes:
         assert self.local_files_root is not None

@@ -36,6 +36,9 @@ class Settings:
     max_image_pixels: int = 64_000_000  # ALFAMIX_MAX_IMAGE_PIXELS, decompression-bomb guard
     round_timeout: int = 3600  # ALFAMIX_ROUND_TIMEOUT, seconds before a round's lock expires
     local_files_document_root: Path | None = None  # LOCAL_FILES_DOCUMENT_ROOT (Label Studio's name)
+    # ALFAMIX_ALLOWED_MEDIA_HOSTS: comma-separated host names or networks (CIDR) that image URLs
+    # may point to although they are internal; the Label Studio host is always allowed.
+    allowed_media_hosts: tuple[str, ...] = ()
 
     @property
     def basic_auth_enabled(self) -> bool:
@@ -77,6 +80,9 @@ class Settings:
             max_image_pixels=env.integer("ALFAMIX_MAX_IMAGE_PIXELS", 64_000_000, low=1024, high=1 << 34),
             round_timeout=env.integer("ALFAMIX_ROUND_TIMEOUT", 3600, low=10, high=7 * 24 * 3600),
             local_files_document_root=Path(root) if root else None,
+            allowed_media_hosts=tuple(
+                host.strip() for host in (env.text("ALFAMIX_ALLOWED_MEDIA_HOSTS") or "").split(",") if host.strip()
+            ),
         )
 
 

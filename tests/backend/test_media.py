@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import socket
 import threading
@@ -17,6 +18,7 @@ from PIL import Image
 
 from backend.errors import MediaError
 from backend.media import MediaFetcher, decode_image
+from backend.url_guard import BlockedURLError, URLGuard
 
 AUTH = {"Authorization": "Token ls-key-5e1d"}
 SECRET_QUERY = "?X-Amz-Signature=secret-sig"
@@ -280,3 +282,64 @@ def test_decode_image_refuses_too_many_pixels_before_decoding() -> None:
         decode_image(3, data, max_pixels=1_000_000)
 
     assert str(raised.value) == "task 3: image is 3000x3000 pixels, over the 1000000 limit"
+
+
+# --- server-side request forgery: internal hosts are refused on every hop --------------------
+
+
+def guarded(fetcher: MediaFetcher, label_studio: RecordingServer, allowed: list[str]) -> MediaFetcher:
+    return dataclasses.replace(fetcher, guard=URLGuard.from_settings(label_studio.origin, allowed))
+
+
+def test_a_task_url_on_an_internal_host_is_refused_before_any_request(
+    fetcher: MediaFetcher, label_studio: RecordingServer, other: RecordingServer
+) -> None:
+    other.routes["/img.png"] = (200, {}, PNG, True)
+    internal = f"http://localhost:{other.origin.rsplit(':', 1)[1]}/img.png"
+    with pytest.raises(MediaError, match=r"task 4: .* refused: host 'localhost' resolves to the internal address"):
+        guarded(fetcher, label_studio, []).fetch(4, internal)
+    assert other.requests == []
+
+
+def test_the_label_studio_host_and_allowed_hosts_pass_the_guard(
+    fetcher: MediaFetcher, label_studio: RecordingServer, other: RecordingServer
+) -> None:
+    label_studio.routes["/data/upload/x.png"] = (200, {}, PNG, True)
+    other.routes["/img.png"] = (200, {}, PNG, True)
+    assert guarded(fetcher, label_studio, []).fetch(1, "/data/upload/x.png") == PNG
+    allowed = f"http://localhost:{other.origin.rsplit(':', 1)[1]}/img.png"
+    assert guarded(fetcher, label_studio, ["localhost"]).fetch(1, allowed) == PNG
+
+
+def test_a_redirect_from_an_allowed_host_into_the_internal_network_is_refused(
+    fetcher: MediaFetcher, label_studio: RecordingServer, other: RecordingServer
+) -> None:
+    port = other.origin.rsplit(":", 1)[1]
+    other.routes["/hop.png"] = (302, {"Location": f"http://127.0.0.2:{port}/img.png"}, b"", True)
+    other.routes["/img.png"] = (200, {}, PNG, True)
+    with pytest.raises(MediaError, match=r"refused: host '127.0.0.2' resolves to the internal address 127.0.0.2"):
+        guarded(fetcher, label_studio, ["localhost"]).fetch(1, f"http://localhost:{port}/hop.png")
+    assert [path for path, _ in other.requests] == ["/hop.png"]
+
+
+@pytest.mark.parametrize(
+    ("url", "refused"),
+    [
+        ("http://169.254.169.254/latest/meta-data/", True),  # cloud metadata (link-local)
+        ("http://10.1.2.3/a.png", True),
+        ("http://192.168.0.7/a.png", True),
+        ("http://[::1]/a.png", True),
+        ("http://[::ffff:127.0.0.1]/a.png", True),  # loopback written as IPv4-mapped IPv6
+        ("http://0.0.0.0/a.png", True),
+        ("http://93.184.216.34/a.png", False),  # a public address
+        ("http://10.9.9.9/a.png", False),  # inside the allowed network below
+        ("http://no-such-host.invalid/a.png", True),
+    ],
+)
+def test_url_guard_classifies_addresses(url: str, refused: bool) -> None:
+    guard = URLGuard.from_settings("http://label-studio:8080", ["10.9.0.0/16"])
+    if refused:
+        with pytest.raises(BlockedURLError):
+            guard.check(url)
+    else:
+        guard.check(url)
