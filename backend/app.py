@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from redis import Redis
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -35,6 +35,7 @@ from backend.schemas import (
     SetupRequest,
     SetupResponse,
     StatusResponse,
+    VersionsRequest,
     VersionsResponse,
     WebhookRequest,
     WebhookResponse,
@@ -145,7 +146,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None, predict
         app.state.metrics.count("alfamix_predicted_tasks_total", len(results))
         return PredictResponse(results=results)
 
-    @app.post("/webhook", response_model=WebhookResponse)
+    @app.post("/webhook", response_model=WebhookResponse, openapi_extra=_json_body_schema(WebhookRequest, True))
     async def webhook(request: Request) -> WebhookResponse:
         """Queue a round (annotation events, START_TRAINING) or an embedding job (TASKS_CREATED)."""
         started = time.perf_counter()
@@ -167,7 +168,10 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None, predict
         app.state.metrics.webhook(body.action, answer.status, time.perf_counter() - started)
         return answer
 
-    @app.api_route("/versions", methods=["GET", "POST"], response_model=VersionsResponse)
+    versions_body = _json_body_schema(VersionsRequest, False)
+
+    @app.get("/versions", response_model=VersionsResponse, openapi_extra=versions_body)
+    @app.post("/versions", response_model=VersionsResponse, openapi_extra=versions_body)
     async def versions(request: Request) -> VersionsResponse:
         """Model versions kept, newest first: of one project when the body or query names one, else of all.
 
@@ -211,6 +215,13 @@ async def _json_body(request: Request, allow_empty: bool = False) -> Any:
     if not isinstance(value, dict):
         raise BadRequestError("the request body must be a JSON object")
     return value
+
+
+def _json_body_schema(model: type[BaseModel], required: bool) -> dict[str, Any]:
+    """OpenAPI for a route that parses its JSON body itself (to answer malformed JSON in our own words)."""
+    return {
+        "requestBody": {"required": required, "content": {"application/json": {"schema": model.model_json_schema()}}}
+    }
 
 
 def _first_problem(errors: Sequence[Any]) -> str:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.errors import BadRequestError
+
+PROJECT_ID = re.compile(r"[0-9]{1,19}")
 
 
 def project_id_of(project: str | int | dict[str, Any] | None) -> int:
@@ -16,7 +19,7 @@ def project_id_of(project: str | int | dict[str, Any] | None) -> int:
     if isinstance(project, bool) or project is None:
         raise BadRequestError("the request names no project")
     head = str(project).split(".", 1)[0].strip()
-    if not head.isdigit() or not 0 < int(head) < 2**63:
+    if not PROJECT_ID.fullmatch(head) or not 0 < int(head) < 2**63:  # ASCII digits only: "³".isdigit() is True
         raise BadRequestError(f"project {str(project)[:40]!r} is not a Label Studio project id")
     return int(head)
 
@@ -69,6 +72,10 @@ class HealthResponse(BaseModel):
     model_class: str
     jobs: str  # "rq" or "embedded"
     label_studio: str  # "configured" or "missing"
+
+
+class VersionsRequest(BaseModel):
+    project: str | int | None = None
 
 
 class VersionsResponse(BaseModel):

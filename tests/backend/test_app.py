@@ -215,3 +215,11 @@ def test_predict_for_a_task_without_an_embedding_and_no_label_studio_is_an_empty
     answer = client.post("/predict", json=request)
     assert answer.status_code == 200
     assert answer.json() == {"results": [{"result": [], "score": 1.0, "model_version": LIVE}]}
+
+
+@pytest.mark.parametrize("project", ["\u00b3", "0", "-1", "1e3", "99999999999999999999", " ", "abc.1"])
+def test_project_ids_that_are_not_positive_ascii_integers_are_a_400(tmp_path: Path, project: str) -> None:
+    client, _ = make_client(tmp_path)
+    answer = client.post("/versions", json={"project": project})
+    assert answer.status_code == 400
+    assert "is not a Label Studio project id" in answer.json()["error"]
