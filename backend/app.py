@@ -22,11 +22,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.auth import check_basic_auth
 from backend.body_limit import BodySizeLimit
-from backend.dispatch import Dispatcher, build_dispatcher
+from backend.dispatch import Dispatcher, QueueUnavailableError, build_dispatcher
 from backend.errors import BackendError, BadRequestError, LabelConfigError
 from backend.label_config import parse_label_config
 from backend.metrics import Metrics
 from backend.predictor import UNTRAINED_VERSION, Predictor
+from backend.reconciler import Reconciler
 from backend.redis_store import open_project_store, project_ids
 from backend.schemas import (
     HealthResponse,
@@ -69,7 +70,9 @@ CONTACT_EVERY = 60.0  # seconds between the background checks /setup starts for 
 def create_app(settings: Settings, dispatcher: Dispatcher | None = None, predictor: Predictor | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.reconciler.start()
         yield
+        app.state.reconciler.stop()
         app.state.dispatcher.close()
 
     app = FastAPI(title="ALFA-Mix ML backend for Label Studio", version="0.1.0", lifespan=lifespan)
@@ -82,6 +85,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None, predict
     app.state.settings = settings
     app.state.dispatcher = dispatcher or build_dispatcher(settings, connection)
     app.state.predictor = predictor or Predictor(settings, _context_or_none(settings, connection), connection)
+    app.state.reconciler = Reconciler(app.state.dispatcher, settings.reconcile_seconds)
     app.state.metrics = Metrics()
     app.state.contacted_at = {}
 
@@ -159,10 +163,15 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None, predict
         elif body.action in ROUND_ACTIONS | EMBED_ACTIONS:
             project_id = project_id_of(body.project)
             kind = "round" if body.action in ROUND_ACTIONS else "embed"
-            queued = app.state.dispatcher.request(kind, project_id)
-            answer = WebhookResponse(
-                action=body.action, project=project_id, status="queued" if queued else "already queued"
-            )
+            try:
+                queued = app.state.dispatcher.request(kind, project_id)
+                status = "queued" if queued else "already queued"
+            except QueueUnavailableError as error:
+                # Annotations live in Label Studio: the catch-up asks for the round once Redis is back.
+                logger.warning("project %s: %s deferred: %s", project_id, body.action, error)
+                app.state.reconciler.defer(project_id)
+                status = "deferred"
+            answer = WebhookResponse(action=body.action, project=project_id, status=status)
         else:
             raise BadRequestError(f"unknown webhook action {body.action[:60]!r}")
         app.state.metrics.webhook(body.action, answer.status, time.perf_counter() - started)
@@ -191,6 +200,8 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None, predict
             project=project_id,
             live_model_version=(state.live() or {}).get("model_version"),
             jobs=app.state.dispatcher.status(project_id),
+            stage=app.state.dispatcher.coordinator.stage(project_id),
+            behind=app.state.dispatcher.coordinator.behind(project_id),
             rounds=state.rounds(),
         )
 

@@ -1,10 +1,16 @@
-"""The de-duplication rule for jobs, in one place: per project and job kind, at most one job
-pending, and per project one job running at a time (they share the project's lock).
+"""The rules for jobs, in one place.
 
-A job clears its pending mark only once it holds the lock, so every event that arrives
-before the job reads Label Studio is covered by it, and every later event makes one
-new pending job. Redis holds the marks and locks when workers are separate processes;
-the embedded default keeps them in memory.
+- De-duplication: per project and job kind at most one job pending; per project one job
+  running at a time (they share the project's lock). A job clears its pending mark only
+  once it holds the lock, so every event before it reads Label Studio is covered by it.
+- Liveness: a running job keeps its lock alive with a heartbeat; if its worker dies, the
+  lock expires after ``lock_ttl`` seconds and the next round can start.
+- Catch-up: every round request counts an event; a round that finishes records the count
+  it started from. A project whose events outrun its finished rounds (a worker killed
+  mid-round, Label Studio down, a lost job) gets a new round from the reconciler.
+
+Redis holds all of this when workers are separate processes; the embedded default keeps
+it in memory.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
 from redis import Redis
-from redis.exceptions import LockNotOwnedError
+from redis.exceptions import LockNotOwnedError, RedisError
+from redis.lock import Lock
 
 logger = logging.getLogger(__name__)
 
@@ -36,55 +43,120 @@ class Coordinator(Protocol):
     def is_locked(self, project_id: int) -> bool:
         """True while a job of the project runs."""
 
+    def note_event(self, project_id: int) -> int:
+        """Count one round request; returns the new count."""
+
+    def events(self, project_id: int) -> int: ...
+
+    def round_done(self, project_id: int, events: int) -> None:
+        """A round that started when ``events`` requests had been counted has finished."""
+
+    def behind(self, project_id: int) -> bool:
+        """True when requests were counted that no finished round has covered."""
+
+    def projects(self) -> list[int]:
+        """Projects that ever had a round requested."""
+
+    def set_stage(self, project_id: int, stage: str | None) -> None: ...
+
+    def stage(self, project_id: int) -> str | None: ...
+
 
 class RedisCoordinator:
-    def __init__(self, connection: Redis, lock_timeout: int) -> None:
+    def __init__(self, connection: Redis, lock_timeout: int, lock_ttl: int = 60) -> None:
         self.connection = connection
-        self.lock_timeout = lock_timeout
+        self.lock_timeout = lock_timeout  # how long a job waits for the lock, and a pending mark lives
+        self.lock_ttl = lock_ttl  # how long a lock outlives a dead worker
 
     def mark_pending(self, kind: str, project_id: int) -> bool:
-        # The expiry bounds how long a lost job (its worker killed) can block new ones.
-        return bool(self.connection.set(self._pending_key(kind, project_id), 1, nx=True, ex=self.lock_timeout))
+        return bool(self.connection.set(self._key("pending", kind, project_id), 1, nx=True, ex=self.lock_timeout))
 
     def clear_pending(self, kind: str, project_id: int) -> None:
-        self.connection.delete(self._pending_key(kind, project_id))
+        self.connection.delete(self._key("pending", kind, project_id))
 
     def is_pending(self, kind: str, project_id: int) -> bool:
-        return bool(self.connection.exists(self._pending_key(kind, project_id)))
+        return bool(self.connection.exists(self._key("pending", kind, project_id)))
 
     def is_locked(self, project_id: int) -> bool:
-        return bool(self.connection.exists(self._lock_key(project_id)))
+        return bool(self.connection.exists(self._key("lock", project_id)))
 
     @contextmanager
     def project_lock(self, project_id: int) -> Iterator[None]:
+        # thread_local=False: the heartbeat thread extends the lock the job's thread holds.
         lock = self.connection.lock(
-            self._lock_key(project_id), timeout=self.lock_timeout, blocking_timeout=self.lock_timeout
+            self._key("lock", project_id),
+            timeout=self.lock_ttl,
+            blocking_timeout=self.lock_timeout,
+            thread_local=False,
         )
         if not lock.acquire():
             raise TimeoutError(f"project {project_id}: lock still held after {self.lock_timeout} s")
+        stop = threading.Event()
+        heartbeat = threading.Thread(target=self._keep_alive, args=(lock, stop, project_id), daemon=True)
+        heartbeat.start()
         try:
             yield
         finally:
+            stop.set()
+            heartbeat.join()
             try:
                 lock.release()
-            except LockNotOwnedError:  # the job outlived ALFAMIX_ROUND_TIMEOUT and the lock expired
+            except LockNotOwnedError:  # the heartbeat could not reach Redis for a whole lock_ttl
                 logger.warning("project %s: the lock had expired before the job ended", project_id)
 
-    @staticmethod
-    def _lock_key(project_id: int) -> str:
-        return f"{KEY_PREFIX}:lock:{project_id}"
+    def note_event(self, project_id: int) -> int:
+        with self.connection.pipeline() as pipe:
+            pipe.incr(self._key("events", project_id))
+            pipe.sadd(self._key("projects"), project_id)
+            count, _ = pipe.execute()
+        return int(count)
+
+    def events(self, project_id: int) -> int:
+        return int(self.connection.get(self._key("events", project_id)) or 0)
+
+    def round_done(self, project_id: int, events: int) -> None:
+        # One round runs at a time per project (the lock), so read-then-write cannot race.
+        if events > int(self.connection.get(self._key("done", project_id)) or 0):
+            self.connection.set(self._key("done", project_id), events)
+
+    def behind(self, project_id: int) -> bool:
+        events, done = self.connection.mget(self._key("events", project_id), self._key("done", project_id))
+        return int(events or 0) > int(done or 0)
+
+    def projects(self) -> list[int]:
+        return sorted(int(p) for p in self.connection.smembers(self._key("projects")))
+
+    def set_stage(self, project_id: int, stage: str | None) -> None:
+        if stage is None:
+            self.connection.delete(self._key("stage", project_id))
+        else:
+            self.connection.set(self._key("stage", project_id), stage, ex=self.lock_timeout)
+
+    def stage(self, project_id: int) -> str | None:
+        value = self.connection.get(self._key("stage", project_id))
+        return value.decode() if isinstance(value, bytes) else value
+
+    def _keep_alive(self, lock: Lock, stop: threading.Event, project_id: int) -> None:
+        while not stop.wait(self.lock_ttl / 3):
+            try:
+                lock.extend(self.lock_ttl, replace_ttl=True)
+            except RedisError as error:  # LockError and LockNotOwnedError included
+                logger.warning("project %s: lock heartbeat failed: %s", project_id, type(error).__name__)
 
     @staticmethod
-    def _pending_key(kind: str, project_id: int) -> str:
-        return f"{KEY_PREFIX}:pending:{kind}:{project_id}"
+    def _key(*parts: object) -> str:
+        return ":".join((KEY_PREFIX, *(str(part) for part in parts)))
 
 
 class LocalCoordinator:
-    """The same rule inside one process (the embedded default, no Redis)."""
+    """The same rules inside one process (the embedded default, no Redis)."""
 
     def __init__(self) -> None:
         self._pending: set[tuple[str, int]] = set()
         self._locks: dict[int, threading.Lock] = {}
+        self._events: dict[int, int] = {}
+        self._done: dict[int, int] = {}
+        self._stages: dict[int, str] = {}
         self._guard = threading.Lock()
 
     def mark_pending(self, kind: str, project_id: int) -> bool:
@@ -113,3 +185,35 @@ class LocalCoordinator:
             lock = self._locks.setdefault(project_id, threading.Lock())
         with lock:
             yield
+
+    def note_event(self, project_id: int) -> int:
+        with self._guard:
+            self._events[project_id] = self._events.get(project_id, 0) + 1
+            return self._events[project_id]
+
+    def events(self, project_id: int) -> int:
+        with self._guard:
+            return self._events.get(project_id, 0)
+
+    def round_done(self, project_id: int, events: int) -> None:
+        with self._guard:
+            self._done[project_id] = max(self._done.get(project_id, 0), events)
+
+    def behind(self, project_id: int) -> bool:
+        with self._guard:
+            return self._events.get(project_id, 0) > self._done.get(project_id, 0)
+
+    def projects(self) -> list[int]:
+        with self._guard:
+            return sorted(self._events)
+
+    def set_stage(self, project_id: int, stage: str | None) -> None:
+        with self._guard:
+            if stage is None:
+                self._stages.pop(project_id, None)
+            else:
+                self._stages[project_id] = stage
+
+    def stage(self, project_id: int) -> str | None:
+        with self._guard:
+            return self._stages.get(project_id)

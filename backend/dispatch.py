@@ -34,6 +34,9 @@ class QueueUnavailableError(BackendError):
 
 
 class Dispatcher(Protocol):
+    @property
+    def coordinator(self) -> Coordinator: ...
+
     def request(self, kind: str, project_id: int) -> bool:
         """Ask for a job; False when one of that kind is already pending for the project."""
 
@@ -48,29 +51,36 @@ def _status(coordinator: Coordinator, project_id: int) -> dict[str, bool]:
     return {**pending, "running": coordinator.is_locked(project_id)}
 
 
+def _request(coordinator: Coordinator, kind: str, project_id: int, enqueue: Callable[[], None]) -> bool:
+    """Count the event, then enqueue unless a job of this kind is already pending."""
+    if kind == "round":
+        coordinator.note_event(project_id)
+    if not coordinator.mark_pending(kind, project_id):
+        return False
+    try:
+        enqueue()
+    except BaseException:
+        coordinator.clear_pending(kind, project_id)
+        raise
+    return True
+
+
 class RQDispatcher:
     def __init__(self, connection: Redis, settings: Settings) -> None:
-        self.coordinator = RedisCoordinator(connection, settings.round_timeout)
+        self.coordinator = RedisCoordinator(connection, settings.round_timeout, settings.lock_seconds)
         self.queue = Queue(RQ_QUEUE, connection=connection)
         self.job_timeout = settings.round_timeout
 
     def request(self, kind: str, project_id: int) -> bool:
+        def enqueue() -> None:
+            self.queue.enqueue(
+                RQ_FUNCTIONS[kind], project_id, job_timeout=self.job_timeout, description=f"{kind} project={project_id}"
+            )
+
         try:
-            if not self.coordinator.mark_pending(kind, project_id):
-                return False
-            try:
-                self.queue.enqueue(
-                    RQ_FUNCTIONS[kind],
-                    project_id,
-                    job_timeout=self.job_timeout,
-                    description=f"{kind} project={project_id}",
-                )
-            except RedisError:
-                self.coordinator.clear_pending(kind, project_id)
-                raise
+            return _request(self.coordinator, kind, project_id, enqueue)
         except RedisError as error:
             raise QueueUnavailableError(f"the job queue (Redis) is unavailable: {type(error).__name__}") from None
-        return True
 
     def status(self, project_id: int) -> dict[str, bool]:
         try:
@@ -93,10 +103,7 @@ class ThreadDispatcher:
         self._thread.start()
 
     def request(self, kind: str, project_id: int) -> bool:
-        if not self.coordinator.mark_pending(kind, project_id):
-            return False
-        self._jobs.put((kind, project_id))
-        return True
+        return _request(self.coordinator, kind, project_id, lambda: self._jobs.put((kind, project_id)))
 
     def status(self, project_id: int) -> dict[str, bool]:
         return _status(self.coordinator, project_id)

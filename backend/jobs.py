@@ -16,7 +16,7 @@ from backend.coordination import Coordinator, RedisCoordinator
 from backend.embedder import embed_missing, encoder_key, load_encoder
 from backend.errors import BackendError
 from backend.label_config import parse_label_config
-from backend.rounds import run_round
+from backend.rounds import StageReporter, ignore_stage, run_round
 from backend.settings import Settings
 from backend.webhook_auth import secure_webhooks
 
@@ -25,8 +25,9 @@ logger = logging.getLogger(__name__)
 _context: Context | None = None
 
 
-def embed_new_tasks(context: Context, project_id: int) -> dict[str, Any]:
+def embed_new_tasks(context: Context, project_id: int, stage: StageReporter = ignore_stage) -> dict[str, Any]:
     """Embed tasks the cache lacks (after an import), so the next round only trains and ranks."""
+    stage("embedding")
     settings = context.settings
     spec = parse_label_config(context.client.get_project(project_id).get("label_config") or "")
     snapshot = snapshot_tasks(project_id, context.client.iter_tasks(project_id), spec)
@@ -37,7 +38,7 @@ def embed_new_tasks(context: Context, project_id: int) -> dict[str, Any]:
     return {"status": "done", "n_embedded": report.embedded, "n_skipped": len(report.failed)}
 
 
-JOBS: dict[str, Callable[[Context, int], dict[str, Any]]] = {
+JOBS: dict[str, Callable[[Context, int, StageReporter], dict[str, Any]]] = {
     "round": run_round,
     "embed": embed_new_tasks,
     "secure_webhooks": secure_webhooks,
@@ -49,8 +50,12 @@ def execute(kind: str, project_id: int, context: Context, coordinator: Coordinat
     with coordinator.project_lock(project_id):
         coordinator.clear_pending(kind, project_id)
         started = time.time()
+        covered = coordinator.events(project_id)  # every request counted so far is covered by this job
         try:
-            return JOBS[kind](context, project_id)
+            result = JOBS[kind](context, project_id, lambda name: coordinator.set_stage(project_id, name))
+            if kind == "round":
+                coordinator.round_done(project_id, covered)
+            return result
         except Exception as error:
             if isinstance(error, BackendError):
                 logger.error("project %s: %s job failed: %s", project_id, kind, error)
@@ -61,6 +66,8 @@ def execute(kind: str, project_id: int, context: Context, coordinator: Coordinat
                     {"status": "failed", "error": str(error)[:500], "started_at": started, "finished_at": time.time()}
                 )
             raise
+        finally:
+            coordinator.set_stage(project_id, None)
 
 
 # RQ entry points: enqueued by name, so the web process never imports this module.
@@ -82,5 +89,5 @@ def _rq_execute(kind: str, project_id: int) -> dict[str, Any]:
     assert job is not None, "rq_* functions run inside an RQ worker"
     if _context is None:
         _context = build_context(Settings.from_env(), job.connection)
-    coordinator = RedisCoordinator(job.connection, _context.settings.round_timeout)
+    coordinator = RedisCoordinator(job.connection, _context.settings.round_timeout, _context.settings.lock_seconds)
     return execute(kind, int(project_id), _context, coordinator)

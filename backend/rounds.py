@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +31,13 @@ WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a round, i
 HEAD_CONFIG = HeadConfig()
 
 
+StageReporter = Callable[[str], None]  # told "reading", "embedding", ... as a round moves on
+
+
+def ignore_stage(name: str) -> None:
+    pass
+
+
 @dataclass(frozen=True)
 class TrainingSet:
     """Embedded tasks of one snapshot, as arrays the model understands."""
@@ -41,8 +49,9 @@ class TrainingSet:
     unlabeled_task_ids: np.ndarray  # (N,)
 
 
-def run_round(context: Context, project_id: int) -> dict[str, Any]:
+def run_round(context: Context, project_id: int, stage: StageReporter = ignore_stage) -> dict[str, Any]:
     """Read labels, embed, train, rank, push predictions, then switch the project's queue to them."""
+    stage("reading")
     settings = context.settings
     clock = _Clock()
     started_at = time.time()
@@ -52,6 +61,7 @@ def run_round(context: Context, project_id: int) -> dict[str, Any]:
     snapshot = snapshot_tasks(project_id, context.client.iter_tasks(project_id), spec)
     clock.lap("read_seconds")
 
+    stage("embedding")
     runtime = load_encoder(settings)
     cache = store.embeddings(encoder_key(settings))
     report = embed_missing(project_id, snapshot.tasks, cache, runtime, context.fetcher, settings.max_image_pixels)
@@ -73,8 +83,10 @@ def run_round(context: Context, project_id: int) -> dict[str, Any]:
         store.append_round(record)
         return record
 
+    stage("training")
     head = train_head(data.z_lab, data.y_lab, len(spec.labels), HEAD_CONFIG) if len(data.y_lab) else None
     clock.lap("train_seconds")
+    stage("scoring")
     n_query = min(settings.n_query, len(data.z_unl))
     if head is not None:
         result = query(data.z_lab, data.y_lab, data.z_unl, head, QueryConfig(n_query=n_query))
@@ -87,6 +99,7 @@ def run_round(context: Context, project_id: int) -> dict[str, Any]:
     model_version = _new_version(len(store.rounds()) + 1)
     predicted = _top_class(probs, len(data.unlabeled_task_ids))
     _save_version(store, model_version, spec, head, data, result, predicted, settings.encoder, report.embedded)
+    stage("pushing")
     predictions = bulk_predictions(spec, data.unlabeled_task_ids, probs, result.score, result.cluster, model_version)
     created = context.client.import_predictions(project_id, predictions)
     if created != len(predictions):

@@ -64,7 +64,7 @@ class WebhookRequest(BaseModel):
 class WebhookResponse(BaseModel):
     action: str
     project: int | None
-    status: str  # "queued", "already queued" or "ignored"
+    status: str  # "queued", "already queued", "deferred" (queue unreachable) or "ignored"
 
 
 class HealthResponse(BaseModel):
@@ -90,4 +90,6 @@ class StatusResponse(BaseModel):
     project: int
     live_model_version: str | None
     jobs: dict[str, bool]  # round_pending, embed_pending, secure_webhooks_pending, running
+    stage: str | None  # of the running job: reading, embedding, training, scoring, pushing
+    behind: bool  # round requests no finished round covers yet (the catch-up will ask again)
     rounds: list[dict[str, Any]]

@@ -34,7 +34,9 @@ class Settings:
     download_timeout: float = 30.0  # ALFAMIX_DOWNLOAD_TIMEOUT, seconds per image
     max_image_bytes: int = 32 * 1024 * 1024  # ALFAMIX_MAX_IMAGE_BYTES
     max_image_pixels: int = 64_000_000  # ALFAMIX_MAX_IMAGE_PIXELS, decompression-bomb guard
-    round_timeout: int = 3600  # ALFAMIX_ROUND_TIMEOUT, seconds before a round's lock expires
+    round_timeout: int = 3600  # ALFAMIX_ROUND_TIMEOUT, seconds a job waits for its project's lock
+    lock_seconds: int = 60  # ALFAMIX_LOCK_SECONDS, how long a dead worker's lock blocks its project
+    reconcile_seconds: float = 30.0  # ALFAMIX_RECONCILE_SECONDS, between catch-up checks for missed rounds
     local_files_document_root: Path | None = None  # LOCAL_FILES_DOCUMENT_ROOT (Label Studio's name)
     # ALFAMIX_ALLOWED_MEDIA_HOSTS: comma-separated host names or networks (CIDR) that image URLs
     # may point to although they are internal; the Label Studio host is always allowed.
@@ -79,6 +81,8 @@ class Settings:
             max_image_bytes=env.integer("ALFAMIX_MAX_IMAGE_BYTES", 32 * 1024 * 1024, low=1024, high=1 << 34),
             max_image_pixels=env.integer("ALFAMIX_MAX_IMAGE_PIXELS", 64_000_000, low=1024, high=1 << 34),
             round_timeout=env.integer("ALFAMIX_ROUND_TIMEOUT", 3600, low=10, high=7 * 24 * 3600),
+            lock_seconds=env.integer("ALFAMIX_LOCK_SECONDS", 60, low=3, high=3600),
+            reconcile_seconds=env.number("ALFAMIX_RECONCILE_SECONDS", 30.0, low=0.5, high=3600.0),
             local_files_document_root=Path(root) if root else None,
             allowed_media_hosts=tuple(
                 host.strip() for host in (env.text("ALFAMIX_ALLOWED_MEDIA_HOSTS") or "").split(",") if host.strip()

@@ -13,6 +13,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from backend.app import create_app
+from backend.coordination import LocalCoordinator
 from backend.embedder import encoder_key
 from backend.label_config import parse_label_config
 from backend.predictor import Predictor
@@ -30,6 +31,7 @@ def payload(name: str) -> dict[str, Any]:
 class RecordingDispatcher:
     def __init__(self) -> None:
         self.requests: list[tuple[str, int]] = []
+        self.coordinator = LocalCoordinator()
 
     def request(self, kind: str, project_id: int) -> bool:
         fresh = (kind, project_id) not in self.requests

@@ -132,3 +132,46 @@ def test_redis_lock_released_after_the_block_leaves_no_key(redis_prefix: tuple[R
         held = connection.exists(f"{prefix}:lock:1")
 
     assert (held, connection.exists(f"{prefix}:lock:1")) == (1, 0)
+
+
+# --- catch-up bookkeeping, stages and lock liveness ------------------------------------------
+
+
+def test_a_project_is_behind_until_a_round_covering_its_events_is_done(coordinator: Coordinator) -> None:
+    assert not coordinator.behind(7) and coordinator.projects() == []
+    assert [coordinator.note_event(7), coordinator.note_event(7)] == [1, 2]
+    assert coordinator.behind(7) and coordinator.projects() == [7]
+    coordinator.round_done(7, 1)  # a round that started after the first event
+    assert coordinator.behind(7)
+    coordinator.round_done(7, 2)
+    assert not coordinator.behind(7)
+    coordinator.round_done(7, 1)  # an older round finishing late does not go back
+    assert not coordinator.behind(7) and coordinator.events(7) == 2
+
+
+def test_the_stage_of_a_running_job_is_visible_until_cleared(coordinator: Coordinator) -> None:
+    coordinator.set_stage(3, "embedding")
+    assert coordinator.stage(3) == "embedding" and coordinator.stage(4) is None
+    coordinator.set_stage(3, None)
+    assert coordinator.stage(3) is None
+
+
+def test_the_heartbeat_keeps_a_lock_alive_past_its_ttl(redis_prefix: tuple[Redis, str]) -> None:
+    connection, _ = redis_prefix
+    coordinator = RedisCoordinator(connection, lock_timeout=30, lock_ttl=3)
+    with coordinator.project_lock(5):
+        time.sleep(4.5)  # longer than the TTL: only the heartbeat keeps the key
+        assert coordinator.is_locked(5)
+        assert 0 < connection.pttl(f"{coordination.KEY_PREFIX}:lock:5") <= 3000
+    assert not coordinator.is_locked(5)
+
+
+def test_a_dead_holders_lock_expires_after_its_ttl(redis_prefix: tuple[Redis, str]) -> None:
+    connection, _ = redis_prefix
+    # A lock taken as a killed worker leaves it: no heartbeat, nobody releases it.
+    connection.lock(f"{coordination.KEY_PREFIX}:lock:6", timeout=2).acquire()
+    coordinator = RedisCoordinator(connection, lock_timeout=10, lock_ttl=2)
+    started = time.monotonic()
+    with coordinator.project_lock(6):
+        waited = time.monotonic() - started
+    assert 1.0 < waited < 3.5
