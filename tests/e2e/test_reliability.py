@@ -1,0 +1,239 @@
+"""Failures a deployment meets, against a real Label Studio, Redis and worker processes.
+
+- a worker SIGKILLed while it embeds, and while it pushes predictions;
+- Label Studio answering 503 during a round;
+- a storm of 1,000 webhook events in 10 s for one project, another project interleaved.
+Each test checks what must hold afterwards with exact values.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+import requests
+
+from tests.e2e.backend_process import BackendProcesses
+from tests.e2e.images import import_images, write_mnist_pngs
+from tests.e2e.label_studio import LabelStudioServer
+from tests.e2e.project import DIGITS, Project, backend_status, choices_config, wait_for, wait_until_idle
+from tests.e2e.proxy import LabelStudioProxy
+
+REDIS_DB = 10
+LOCK_SECONDS = 4
+
+
+@pytest.fixture(scope="module")
+def pngs(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, int]]:
+    return write_mnist_pngs(tmp_path_factory.mktemp("reliability"), 200, random_state=4)
+
+
+def new_project(label_studio: LabelStudioServer, title: str, files: list[tuple[Path, int]]) -> tuple[Project, dict]:
+    project = Project.create(label_studio, title, choices_config(DIGITS))
+    by_name = {path.name: label for path, label in files}
+    names = import_images(label_studio.url, label_studio.api_key, project.project_id, [p for p, _ in files])
+    return project, {task_id: by_name[name] for task_id, name in names.items()}
+
+
+def label(project: Project, truth: dict[int, int], n: int) -> None:
+    for _ in range(n):
+        task = project.next_task()
+        project.submit(task["id"], [str(truth[task["id"]])])
+
+
+def assert_queue_is_complete(project: Project, status: dict[str, Any]) -> None:
+    """The project serves the live version, every unlabeled task has exactly one prediction of it,
+    and no task carries two predictions of any one version."""
+    live = status["live_model_version"]
+    assert project.settings()["model_version"] == live
+    tasks = project.tasks()
+    for task in tasks:
+        per_version = Counter(p["model_version"] for p in task["predictions"])
+        assert all(count == 1 for count in per_version.values()), (task["id"], per_version)
+        if not task["annotations"]:
+            assert per_version[live] == 1, task["id"]
+    assert len({p["model_version"] for t in tasks for p in t["predictions"]}) <= 2
+
+
+def wait_for_stage(backend: BackendProcesses, project_id: int, stage: str, timeout: float = 120) -> None:
+    def at_stage() -> bool:
+        return backend_status(backend.url, project_id)["stage"] == stage
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if at_stage():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"project {project_id} never reached stage {stage!r}")
+
+
+def kill(backend: BackendProcesses, name: str) -> None:
+    process = backend.processes[name]
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def test_a_worker_killed_mid_round_leaves_a_complete_queue_after_another_worker_catches_up(
+    label_studio: LabelStudioServer, pngs: list[tuple[Path, int]], tmp_path: Path
+) -> None:
+    redis.Redis(db=REDIS_DB).flushdb()
+    project, truth = new_project(label_studio, "killed workers", pngs)
+    with LabelStudioProxy(label_studio.url) as proxy:
+        env = {
+            "LABEL_STUDIO_URL": proxy.url,
+            "LABEL_STUDIO_API_KEY": label_studio.api_key,
+            "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+            "ALFAMIX_LOCK_SECONDS": str(LOCK_SECONDS),
+            "ALFAMIX_RECONCILE_SECONDS": "1",
+            "ALFAMIX_BATCH_SIZE": "10",
+        }
+        with BackendProcesses(tmp_path, env) as backend:
+            backend.start_worker("a", {"MODEL_DIR": str(tmp_path / "a")})
+            project.connect(backend.url)
+            wait_until_idle(backend.url, project.project_id, timeout=300)  # worker a embeds everything
+
+            # 1. Killed while embedding: a fresh worker b has no cache, so its round embeds for a while.
+            kill(backend, "a")
+            backend.start_worker("b", {"MODEL_DIR": str(tmp_path / "b")})
+            label(project, truth, 5)
+            wait_for_stage(backend, project.project_id, "embedding")
+            time.sleep(1.0)
+            kill(backend, "b")
+            killed_at = time.monotonic()
+            backend.start_worker("c", {"MODEL_DIR": str(tmp_path / "a")})
+            status = wait_for(lambda: _caught_up(backend, project.project_id), timeout=120, what="catch-up")
+            recovered = time.monotonic() - killed_at
+            assert status["rounds"][-1]["status"] == "done" and status["rounds"][-1]["n_labeled_tasks"] == 5
+            assert_queue_is_complete(project, status)
+            assert recovered >= LOCK_SECONDS - 1  # the dead worker's lock had to expire first
+
+            # 2. Killed while pushing predictions (Label Studio made slow to receive them).
+            before = status["live_model_version"]
+            proxy.delays[("POST", f"/api/projects/{project.project_id}/import/predictions")] = 3.0
+            label(project, truth, 5)
+            wait_for_stage(backend, project.project_id, "pushing")
+            time.sleep(1.0)
+            kill(backend, "c")
+            assert project.settings()["model_version"] == before  # never a half-pushed version
+            proxy.delays.clear()
+            backend.start_worker("d", {"MODEL_DIR": str(tmp_path / "a")})
+            status = wait_for(lambda: _caught_up(backend, project.project_id), timeout=120, what="catch-up")
+            assert status["rounds"][-1]["n_labeled_tasks"] == 10 and status["live_model_version"] != before
+            assert_queue_is_complete(project, status)
+    print(f"killed while embedding: caught up {recovered:.1f} s after the kill (lock {LOCK_SECONDS} s)")
+
+
+def _caught_up(backend: BackendProcesses, project_id: int) -> dict[str, Any] | None:
+    status = backend_status(backend.url, project_id)
+    idle = not any(status["jobs"].values()) and not status["behind"]
+    return status if idle and status["rounds"] and status["rounds"][-1]["status"] == "done" else None
+
+
+def test_label_studio_down_during_a_round_fails_it_cleanly_and_it_is_retried(
+    label_studio: LabelStudioServer, pngs: list[tuple[Path, int]], tmp_path: Path
+) -> None:
+    project, truth = new_project(label_studio, "label studio down", pngs[:60])
+    with LabelStudioProxy(label_studio.url) as proxy:
+        env = {
+            "LABEL_STUDIO_URL": proxy.url,
+            "LABEL_STUDIO_API_KEY": label_studio.api_key,
+            "ALFAMIX_RECONCILE_SECONDS": "2",
+        }
+        with BackendProcesses(tmp_path, env) as backend:
+            project.connect(backend.url)
+            wait_until_idle(backend.url, project.project_id)
+            label(project, truth, 4)
+            live = wait_until_idle(backend.url, project.project_id)["live_model_version"]
+
+            proxy.down = True
+            label(project, truth, 4)  # the webhooks still arrive: only the backend's view of Label Studio is down
+            failed = wait_for(
+                lambda: _last_round(backend, project.project_id, "failed"), timeout=120, what="a failed round"
+            )
+            assert "answered HTTP 503" in failed["error"]
+            assert project.settings()["model_version"] == live  # the previous version stays in force
+            retries = proxy.requests_while_down
+            proxy.down = False
+            status = wait_for(lambda: _caught_up(backend, project.project_id), timeout=120, what="catch-up")
+    assert status["rounds"][-1]["n_labeled_tasks"] == 8
+    assert retries >= 4  # the first call and its 3 retries, at least
+    assert_queue_is_complete(project, status)
+    print(f"Label Studio down: {retries} calls refused, then the catch-up round completed")
+
+
+def _last_round(backend: BackendProcesses, project_id: int, status: str) -> dict[str, Any] | None:
+    rounds = backend_status(backend.url, project_id)["rounds"]
+    return rounds[-1] if rounds and rounds[-1]["status"] == status else None
+
+
+def test_a_storm_of_webhooks_is_answered_fast_and_coalesced(
+    label_studio: LabelStudioServer, pngs: list[tuple[Path, int]], tmp_path: Path
+) -> None:
+    redis.Redis(db=REDIS_DB).flushdb()
+    project, truth = new_project(label_studio, "storm", pngs[:80])
+    other, other_truth = new_project(label_studio, "storm neighbour", pngs[80:120])
+    env = {
+        "LABEL_STUDIO_URL": label_studio.url,
+        "LABEL_STUDIO_API_KEY": label_studio.api_key,
+        "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+    }
+    with BackendProcesses(tmp_path, env, workers=1) as backend:
+        for p in (project, other):
+            p.connect(backend.url)
+            wait_until_idle(backend.url, p.project_id)
+        label(project, truth, 6)
+        label(other, other_truth, 3)
+        wait_until_idle(backend.url, project.project_id)
+        rounds_before = len(backend_status(backend.url, project.project_id)["rounds"])
+
+        events, window = 1100, 10.0
+        started = time.perf_counter()
+
+        def send(index: int) -> tuple[float, int]:
+            time.sleep(max(0.0, started + index * window / events - time.perf_counter()))
+            target = other if index % 11 == 10 else project  # 100 of the 1,100 for the other project
+            sent = time.perf_counter()
+            answer = requests.post(
+                f"{backend.url}/webhook",
+                timeout=10,
+                json={
+                    "action": "ANNOTATION_CREATED",
+                    "project": {"id": target.project_id},
+                    "annotation": {"id": index},
+                },
+            )
+            return time.perf_counter() - sent, answer.status_code
+
+        with ThreadPoolExecutor(16) as pool:
+            futures = [pool.submit(send, i) for i in range(events)]
+            label(project, truth, 4)  # real submits during the storm
+            results = [f.result() for f in futures]
+        status = wait_for(lambda: _caught_up(backend, project.project_id), timeout=180, what="the storm's rounds")
+        wait_for(lambda: _caught_up(backend, other.project_id), timeout=180, what="the neighbour's rounds")
+
+    latencies = [seconds for seconds, _ in results]
+    p99 = float(np.percentile(latencies, 99))
+    assert Counter(code for _, code in results) == {200: events}
+    assert p99 < 0.1, f"p99 {p99 * 1000:.1f} ms"
+    storm_rounds = status["rounds"][rounds_before:]
+    assert all(r["status"] == "done" for r in storm_rounds)
+    assert storm_rounds[-1]["n_labeled_tasks"] == 10  # the last round covers the submits made during the storm
+    # Coalesced: rounds ran one after another, so their number is bounded by the storm's length over
+    # the shortest round, plus the one pending when the storm ended.
+    spans = sorted((r["started_at"], r["finished_at"]) for r in storm_rounds)
+    assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:], strict=False))
+    shortest = min(end - start for start, end in spans)
+    assert len(storm_rounds) <= (spans[-1][1] - spans[0][0]) / shortest + 2
+    print(
+        f"storm: {events} events, p50 {statistics.median(latencies) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
+        f"{len(storm_rounds)} rounds for the project"
+    )
