@@ -8,6 +8,7 @@ Each test checks what must hold afterwards with exact values.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import statistics
@@ -230,7 +231,7 @@ def test_a_storm_of_webhooks_is_answered_fast_and_coalesced(
     # Coalesced: rounds ran one after another, so their number is bounded by the storm's length over
     # the shortest round, plus the one pending when the storm ended.
     spans = sorted((r["started_at"], r["finished_at"]) for r in storm_rounds)
-    assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:], strict=False))
+    assert all(b[0] >= a[1] for a, b in itertools.pairwise(spans))
     shortest = min(end - start for start, end in spans)
     assert len(storm_rounds) <= (spans[-1][1] - spans[0][0]) / shortest + 2
     print(
