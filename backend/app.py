@@ -18,10 +18,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ValidationError
 from redis import Redis
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.auth import check_basic_auth
 from backend.body_limit import BodySizeLimit
+from backend.coordination import redis_connection
 from backend.dispatch import Dispatcher, QueueUnavailableError, build_dispatcher
 from backend.errors import BackendError, BadRequestError, LabelConfigError
 from backend.label_config import parse_label_config
@@ -76,7 +78,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None, predict
         app.state.dispatcher.close()
 
     app = FastAPI(title="ALFA-Mix ML backend for Label Studio", version="0.1.0", lifespan=lifespan)
-    connection = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    connection = redis_connection(settings.redis_url) if settings.redis_url else None
 
     def store(project_id: int) -> ProjectStore:
         return open_project_store(settings.model_dir, project_id, connection)
@@ -103,6 +105,13 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None, predict
         if error.status_code >= 500:
             logger.error("%s %s: %s", request.method, request.url.path, error)
         return _error_response(error)
+
+    @app.exception_handler(RedisError)
+    async def redis_error(request: Request, error: RedisError) -> JSONResponse:
+        logger.warning("%s %s: Redis unreachable: %s", request.method, request.url.path, type(error).__name__)
+        return JSONResponse(
+            {"error": f"the backend's state (Redis) is unreachable: {type(error).__name__}"}, status_code=503
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -133,10 +142,10 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None, predict
             # Label Studio shows the owner only "400 Client Error", so the reason goes to the log too.
             logger.warning("project %s: label config refused: %s", project_id, error)
             raise
+        app.state.reconciler.seen(project_id)
         if settings.label_studio_configured:
             _on_contact(app, project_id)
-        live = store(project_id).live()
-        return SetupResponse(model_version=(live or {}).get("model_version") or UNTRAINED_VERSION)
+        return SetupResponse(model_version=app.state.predictor.live_version(project_id) or UNTRAINED_VERSION)
 
     @app.post("/predict", response_model=PredictResponse)
     def predict(body: PredictRequest) -> PredictResponse:
@@ -162,6 +171,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None, predict
             answer = WebhookResponse(action=body.action, project=None, status="ignored")
         elif body.action in ROUND_ACTIONS | EMBED_ACTIONS:
             project_id = project_id_of(body.project)
+            app.state.reconciler.seen(project_id)
             kind = "round" if body.action in ROUND_ACTIONS else "embed"
             try:
                 queued = app.state.dispatcher.request(kind, project_id)

@@ -61,6 +61,9 @@ class Coordinator(Protocol):
 
     def stage(self, project_id: int) -> str | None: ...
 
+    def state_was_lost(self) -> bool:
+        """True once after the shared state was found empty (a Redis restarted without persistence)."""
+
 
 class RedisCoordinator:
     def __init__(self, connection: Redis, lock_timeout: int, lock_ttl: int = 60) -> None:
@@ -135,6 +138,10 @@ class RedisCoordinator:
     def stage(self, project_id: int) -> str | None:
         value = self.connection.get(self._key("stage", project_id))
         return value.decode() if isinstance(value, bytes) else value
+
+    def state_was_lost(self) -> bool:
+        # The marker lives as long as Redis's data: if SET NX succeeds, everything else is gone too.
+        return bool(self.connection.set(self._key("state-marker"), 1, nx=True))
 
     def _keep_alive(self, lock: Lock, stop: threading.Event, project_id: int) -> None:
         while not stop.wait(self.lock_ttl / 3):
@@ -217,3 +224,11 @@ class LocalCoordinator:
     def stage(self, project_id: int) -> str | None:
         with self._guard:
             return self._stages.get(project_id)
+
+    def state_was_lost(self) -> bool:
+        return False  # in-process state ends only with the process
+
+
+def redis_connection(url: str) -> Redis:
+    """Bounded waits, so an unreachable Redis fails a request in seconds instead of hanging it."""
+    return Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=30)

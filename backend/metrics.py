@@ -7,6 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from redis import Redis
+from redis.exceptions import RedisError
 
 from backend.redis_store import open_project_store, project_ids
 
@@ -28,6 +29,16 @@ class Metrics:
     def render(self, model_dir: Path, connection: Redis | None) -> str:
         with self._lock:
             lines = [f"{name}{_labels(labels)} {value:g}" for (name, labels), value in sorted(self._counters.items())]
+        try:
+            lines += self._project_lines(model_dir, connection)
+            lines.append("alfamix_state_reachable 1")
+        except RedisError:
+            lines.append("alfamix_state_reachable 0")
+        return "\n".join(lines) + "\n"
+
+    @staticmethod
+    def _project_lines(model_dir: Path, connection: Redis | None) -> list[str]:
+        lines = []
         for project_id in project_ids(model_dir, connection):
             store = open_project_store(model_dir, project_id, connection)
             rounds = store.rounds()
@@ -37,7 +48,7 @@ class Metrics:
             live = (store.live() or {}).get("model_version")
             if live:
                 lines.append(f'alfamix_live_model_info{{project="{project_id}",model_version="{live}"}} 1')
-        return "\n".join(lines) + "\n"
+        return lines
 
 
 def _labels(labels: tuple[tuple[str, str], ...]) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 from redis import Redis
+from redis.exceptions import RedisError
 
 from backend.annotations import TaskRecord
 from backend.context import Context
@@ -30,15 +31,33 @@ class Predictor:
         self.settings = settings
         self.context = context
         self.connection = connection
+        self._live: dict[int, str | None] = {}  # last live version read, served while Redis is unreachable
+        self._metas: dict[tuple[int, str], dict[str, Any] | None] = {}
         self._heads: dict[tuple[int, str], Any] = {}
         self._scores: dict[tuple[int, str], dict[int, float]] = {}
         self._caches: dict[int, EmbeddingCache] = {}
         self._lock = threading.Lock()
 
+    def live_version(self, project_id: int) -> str | None:
+        """The project's live version; the last one read when the state (Redis) is unreachable."""
+        store = open_project_store(self.settings.model_dir, project_id, self.connection)
+        try:
+            version = (store.live() or {}).get("model_version")
+        except RedisError as error:
+            logger.warning(
+                "project %s: state unreachable (%s); serving the last known version", project_id, type(error).__name__
+            )
+            return self._live.get(project_id)
+        self._live[project_id] = version
+        return version
+
     def predict(self, project_id: int, spec: ClassificationSpec, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         store = open_project_store(self.settings.model_dir, project_id, self.connection)
-        model_version = (store.live() or {}).get("model_version")
-        meta = store.load_meta(model_version) if model_version else None
+        model_version = self.live_version(project_id)
+        try:
+            meta = self._meta(project_id, model_version, store) if model_version else None
+        except RedisError:
+            meta = None
         if not model_version or meta is None or meta.get("head") is None:
             return [self._empty(UNTRAINED_VERSION) for _ in tasks]
         if meta.get("label_fingerprint") != spec.fingerprint:
@@ -99,6 +118,12 @@ class Predictor:
         found = rows >= 0
         z = cached.z[np.where(found, rows, 0)] if len(cached.z) else np.zeros((len(tasks), 0), np.float32)
         return z, found
+
+    def _meta(self, project_id: int, model_version: str, store: ProjectStore) -> dict[str, Any] | None:
+        key = (project_id, model_version)
+        if key not in self._metas:
+            self._metas[key] = store.load_meta(model_version)  # a version's files never change
+        return self._metas[key]
 
     def _head(self, project_id: int, model_version: str, store: ProjectStore, meta: dict[str, Any]) -> Any:
         key = (project_id, model_version)

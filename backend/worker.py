@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import sys
 
-from redis import Redis
 from rq import SimpleWorker
 
+from backend.coordination import redis_connection
 from backend.dispatch import RQ_QUEUE
 from backend.errors import SettingsError
 from backend.logs import configure_logging
@@ -26,7 +26,7 @@ def main() -> int:
         print(f"alfamix-worker: invalid settings: {error}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    connection = Redis.from_url(settings.redis_url)
+    connection = redis_connection(settings.redis_url)
     SimpleWorker([RQ_QUEUE], connection=connection).work(with_scheduler=False, logging_level=settings.log_level)
     return 0
 
