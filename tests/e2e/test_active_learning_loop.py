@@ -101,6 +101,11 @@ def test_labeling_through_next_follows_the_alfamix_queue(
     assert all(r["status"] == "done" for r in status["rounds"]), status["rounds"]
     assert status["rounds"][-1]["n_labeled_tasks"] == len(labeled)
     assert status["rounds"][-1]["n_prelabeled"] > 0
+    # No secret reaches a log line, whichever process wrote it.
+    secrets = [label_studio.api_key, label_studio.personal_access_token(), AUTH[1]]
+    for name in backend.processes:
+        log = backend.log(name)
+        assert log and not [s for s in secrets if s in log], name
 
 
 def _check_round(

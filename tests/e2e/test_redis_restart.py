@@ -123,6 +123,7 @@ def test_a_redis_restart_loses_no_label(label_studio: LabelStudioServer, tmp_pat
 
     last = status["rounds"][-1]
     assert last["status"] == "done" and last["n_labeled_tasks"] == 6
+    assert last["n_embedded"] == 0  # the restarted worker reuses the embeddings on disk
     assert_queue_is_complete(project, status)
     if persistent:  # the history survived: it starts with the rounds from before the outage
         assert status["rounds"][: len(before["rounds"])] == before["rounds"]
