@@ -267,10 +267,14 @@ def _on_contact(app: FastAPI, project_id: int) -> None:
     now = time.monotonic()
     if now - app.state.contacted_at.get(project_id, -CONTACT_EVERY) < CONTACT_EVERY:
         return
+    try:
+        if app.state.settings.basic_auth_enabled:
+            app.state.dispatcher.request("secure_webhooks", project_id)
+        app.state.dispatcher.request("embed", project_id)
+    except QueueUnavailableError as error:  # /setup must answer anyway; the next /setup tries again
+        logger.warning("project %s: background checks not started: %s", project_id, error)
+        return
     app.state.contacted_at[project_id] = now
-    if app.state.settings.basic_auth_enabled:
-        app.state.dispatcher.request("secure_webhooks", project_id)
-    app.state.dispatcher.request("embed", project_id)
 
 
 def _version_sort_key(model_version: str) -> tuple[str, int]:

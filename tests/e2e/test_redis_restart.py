@@ -105,8 +105,12 @@ def test_a_redis_restart_loses_no_label(label_studio: LabelStudioServer, tmp_pat
         server.stop()
         # While Redis is down: the API answers.
         assert requests.get(f"{backend.url}/health", timeout=5).status_code == 200
-        # /predict serves the last version this process read, from memory.
+        # /predict and /setup serve the last version this process read, from memory.
         assert requests.post(f"{backend.url}/predict", timeout=30, json=predict).json()["results"][0] == served
+        setup = {"project": f"{project.project_id}.0", "schema": predict["label_config"]}
+        assert requests.post(f"{backend.url}/setup", timeout=5, json=setup).json() == {
+            "model_version": served["model_version"]
+        }
         label(1)  # its webhook finds Redis down
         answer = requests.post(
             f"{backend.url}/webhook",
