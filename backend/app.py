@@ -11,11 +11,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ValidationError
 from redis import Redis
 from redis.exceptions import RedisError
@@ -27,6 +28,7 @@ from backend.coordination import redis_connection
 from backend.dispatch import Dispatcher, QueueUnavailableError, build_dispatcher
 from backend.errors import BackendError, BadRequestError, LabelConfigError
 from backend.label_config import parse_label_config
+from backend.learning_curve import CurvePoint, learning_curve, plot_png, stop_signal
 from backend.metrics import Metrics
 from backend.predictor import UNTRAINED_VERSION, Predictor
 from backend.reconciler import Reconciler
@@ -45,6 +47,7 @@ from backend.schemas import (
     project_id_of,
 )
 from backend.settings import Settings
+from backend.status_page import render_status_page
 from backend.store import ProjectStore
 
 logger = logging.getLogger(__name__)
@@ -202,18 +205,50 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None, predict
         found = {v for pid in ids for v in store(pid).versions()}
         return VersionsResponse(versions=sorted(found, key=_version_sort_key, reverse=True))
 
+    def project_status(project_id: int) -> tuple[dict[str, Any], list[CurvePoint]]:
+        state = store(project_id_of(project_id))
+        live = state.live() or {}
+        rounds = state.rounds()
+        points = learning_curve(rounds)
+        last: dict[str, Any] = next((r for r in reversed(rounds) if r.get("status") == "done"), {})
+        counts = {
+            "tasks": last.get("n_tasks", 0),
+            "labeled": last.get("n_labeled_tasks", 0),
+            "ranked": last.get("n_unlabeled_tasks", 0),
+            "skipped": len(last.get("skipped_tasks") or {}),
+        }
+        coordinator = app.state.dispatcher.coordinator
+        status = {
+            "project": project_id,
+            "live_model_version": live.get("model_version"),
+            "live_since": live.get("since"),
+            "jobs": app.state.dispatcher.status(project_id),
+            "stage": coordinator.stage(project_id),
+            "behind": coordinator.behind(project_id),
+            "counts": counts,
+            "learning_curve": [asdict(p) for p in points],
+            "stop_signal": stop_signal(points),
+            "rounds": rounds,
+        }
+        return status, points
+
     @app.get("/projects/{project_id}/status", response_model=StatusResponse)
     def status(project_id: int) -> StatusResponse:
-        """Jobs pending or running for the project, the live model version and the round history."""
-        state = store(project_id_of(project_id))
-        return StatusResponse(
-            project=project_id,
-            live_model_version=(state.live() or {}).get("model_version"),
-            jobs=app.state.dispatcher.status(project_id),
-            stage=app.state.dispatcher.coordinator.stage(project_id),
-            behind=app.state.dispatcher.coordinator.behind(project_id),
-            rounds=state.rounds(),
-        )
+        """Jobs pending or running, the running stage, the live model version, counts, learning curve, history."""
+        return StatusResponse(**project_status(project_id)[0])
+
+    @app.get("/projects/{project_id}", response_class=HTMLResponse)
+    def status_page(project_id: int) -> str:
+        """The same, as a page for people; it refreshes itself."""
+        status, points = project_status(project_id)
+        return render_status_page(project_id, status, points)
+
+    @app.get("/projects/{project_id}/learning-curve.png", response_class=Response)
+    def learning_curve_png(project_id: int) -> Response:
+        """Pre-label accuracy against the labels each model version was trained on, with a 95% band."""
+        status, points = project_status(project_id)
+        title = f"project {project_id}, live: {status['live_model_version'] or 'none yet'}"
+        return Response(plot_png(points, title), media_type="image/png")
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> str:

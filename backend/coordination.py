@@ -15,11 +15,12 @@ it in memory.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 from redis import Redis
 from redis.exceptions import LockNotOwnedError, RedisError
@@ -57,9 +58,10 @@ class Coordinator(Protocol):
     def projects(self) -> list[int]:
         """Projects that ever had a round requested."""
 
-    def set_stage(self, project_id: int, stage: str | None) -> None: ...
+    def set_stage(self, project_id: int, stage: dict[str, Any] | None) -> None:
+        """What the running job does: {"name": "embedding", "done": 340, "total": 1000}; None when idle."""
 
-    def stage(self, project_id: int) -> str | None: ...
+    def stage(self, project_id: int) -> dict[str, Any] | None: ...
 
     def state_was_lost(self) -> bool:
         """True once after the shared state was found empty (a Redis restarted without persistence)."""
@@ -129,15 +131,15 @@ class RedisCoordinator:
     def projects(self) -> list[int]:
         return sorted(int(p) for p in self.connection.smembers(self._key("projects")))
 
-    def set_stage(self, project_id: int, stage: str | None) -> None:
+    def set_stage(self, project_id: int, stage: dict[str, Any] | None) -> None:
         if stage is None:
             self.connection.delete(self._key("stage", project_id))
         else:
-            self.connection.set(self._key("stage", project_id), stage, ex=self.lock_timeout)
+            self.connection.set(self._key("stage", project_id), json.dumps(stage), ex=self.lock_timeout)
 
-    def stage(self, project_id: int) -> str | None:
+    def stage(self, project_id: int) -> dict[str, Any] | None:
         value = self.connection.get(self._key("stage", project_id))
-        return value.decode() if isinstance(value, bytes) else value
+        return json.loads(value) if value else None
 
     def state_was_lost(self) -> bool:
         # The marker lives as long as Redis's data: if SET NX succeeds, everything else is gone too.
@@ -163,7 +165,7 @@ class LocalCoordinator:
         self._locks: dict[int, threading.Lock] = {}
         self._events: dict[int, int] = {}
         self._done: dict[int, int] = {}
-        self._stages: dict[int, str] = {}
+        self._stages: dict[int, dict[str, Any]] = {}
         self._guard = threading.Lock()
 
     def mark_pending(self, kind: str, project_id: int) -> bool:
@@ -214,14 +216,14 @@ class LocalCoordinator:
         with self._guard:
             return sorted(self._events)
 
-    def set_stage(self, project_id: int, stage: str | None) -> None:
+    def set_stage(self, project_id: int, stage: dict[str, Any] | None) -> None:
         with self._guard:
             if stage is None:
                 self._stages.pop(project_id, None)
             else:
                 self._stages[project_id] = stage
 
-    def stage(self, project_id: int) -> str | None:
+    def stage(self, project_id: int) -> dict[str, Any] | None:
         with self._guard:
             return self._stages.get(project_id)
 

@@ -27,13 +27,19 @@ _context: Context | None = None
 
 def embed_new_tasks(context: Context, project_id: int, stage: StageReporter = ignore_stage) -> dict[str, Any]:
     """Embed tasks the cache lacks (after an import), so the next round only trains and ranks."""
-    stage("embedding")
+    stage("reading")
     settings = context.settings
     spec = parse_label_config(context.client.get_project(project_id).get("label_config") or "")
     snapshot = snapshot_tasks(project_id, context.client.iter_tasks(project_id), spec)
     cache = context.store(project_id).embeddings(encoder_key(settings))
     report = embed_missing(
-        project_id, snapshot.tasks, cache, load_encoder(settings), context.fetcher, settings.max_image_pixels
+        project_id,
+        snapshot.tasks,
+        cache,
+        load_encoder(settings),
+        context.fetcher,
+        settings.max_image_pixels,
+        progress=lambda done, total: stage("embedding", done, total),
     )
     return {"status": "done", "n_embedded": report.embedded, "n_skipped": len(report.failed)}
 
@@ -52,7 +58,11 @@ def execute(kind: str, project_id: int, context: Context, coordinator: Coordinat
         started = time.time()
         covered = coordinator.events(project_id)  # every request counted so far is covered by this job
         try:
-            result = JOBS[kind](context, project_id, lambda name: coordinator.set_stage(project_id, name))
+
+            def report(name: str, done: int | None = None, total: int | None = None) -> None:
+                coordinator.set_stage(project_id, {"name": name, "done": done, "total": total})
+
+            result = JOBS[kind](context, project_id, report)
             if kind == "round":
                 coordinator.round_done(project_id, covered)
             return result

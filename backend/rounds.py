@@ -6,10 +6,9 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -31,10 +30,13 @@ WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a round, i
 HEAD_CONFIG = HeadConfig()
 
 
-StageReporter = Callable[[str], None]  # told "reading", "embedding", ... as a round moves on
+class StageReporter(Protocol):
+    """Told "reading", "embedding" (with counts), "training", "scoring", "pushing" as a job moves on."""
+
+    def __call__(self, name: str, done: int | None = None, total: int | None = None) -> None: ...
 
 
-def ignore_stage(name: str) -> None:
+def ignore_stage(name: str, done: int | None = None, total: int | None = None) -> None:
     pass
 
 
@@ -64,7 +66,15 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
     stage("embedding")
     runtime = load_encoder(settings)
     cache = store.embeddings(encoder_key(settings))
-    report = embed_missing(project_id, snapshot.tasks, cache, runtime, context.fetcher, settings.max_image_pixels)
+    report = embed_missing(
+        project_id,
+        snapshot.tasks,
+        cache,
+        runtime,
+        context.fetcher,
+        settings.max_image_pixels,
+        progress=lambda done, total: stage("embedding", done, total),
+    )
     cache.compact()
     data = _training_set(snapshot, cache.load())
     clock.lap("embed_seconds")
@@ -97,7 +107,8 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
 
     previous = (store.live() or {}).get("model_version")
     model_version = _new_version(len(store.rounds()) + 1)
-    predicted = _top_class(probs, len(data.unlabeled_task_ids))
+    predicted = _top_class(probs, len(data.unlabeled_task_ids))  # (N,)
+    batch = result.order[:n_query]  # the queue head: this round's diverse batch
     _save_version(store, model_version, spec, head, data, result, predicted, settings.encoder, report.embedded)
     stage("pushing")
     predictions = bulk_predictions(spec, data.unlabeled_task_ids, probs, result.score, result.cluster, model_version)
@@ -128,7 +139,7 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
         "skipped_tasks": {str(k): v for k, v in sorted(report.failed.items())},
         "rejected_annotations": {str(task_id): why for task_id, why in snapshot.rejected},
         "queue_head": [int(t) for t in data.unlabeled_task_ids[result.order[:10]]],
-        **_prelabel_accuracy(store, previous, snapshot),
+        **_compare_with_previous(store, previous, snapshot, data.unlabeled_task_ids[batch], predicted[batch]),
         **clock.laps,
     }
     store.append_round(record)
@@ -218,14 +229,34 @@ def _prune_versions(context: Context, store: ProjectStore, project_id: int, keep
             store.remove_version(version)
 
 
-def _prelabel_accuracy(store: ProjectStore, previous: str | None, snapshot: ProjectSnapshot) -> dict[str, Any]:
-    """How often the class pre-selected by the previous version matched what the annotator chose."""
+def _compare_with_previous(
+    store: ProjectStore,
+    previous: str | None,
+    snapshot: ProjectSnapshot,
+    head_ids: np.ndarray,
+    head_predicted: np.ndarray,
+) -> dict[str, Any]:
+    """How the previous version did and how the new one differs from it.
+
+    prelabel_accuracy: how often the class the previous version pre-selected was the one the
+    annotator chose (labels submitted since it went live). head_agreement: how often the two
+    versions predict the same class on the new queue head (the batch annotators see next).
+    """
     queue = store.load_queue(previous) if previous else None
     if queue is None:
-        return {"n_prelabeled": 0, "prelabel_accuracy": None}
+        return {"n_prelabeled": 0, "prelabel_accuracy": None, "head_agreement": None}
     predicted = dict(zip(queue["task_ids"].tolist(), queue["predicted"].tolist(), strict=True))
     hits = [predicted[t.task_id] in t.labels for t in snapshot.labeled if predicted.get(t.task_id, -1) >= 0]
-    return {"n_prelabeled": len(hits), "prelabel_accuracy": float(np.mean(hits)) if hits else None}
+    same = [
+        predicted[t] == p
+        for t, p in zip(head_ids.tolist(), head_predicted.tolist(), strict=True)
+        if predicted.get(t, -1) >= 0 and p >= 0
+    ]
+    return {
+        "n_prelabeled": len(hits),
+        "prelabel_accuracy": float(np.mean(hits)) if hits else None,
+        "head_agreement": float(np.mean(same)) if same else None,
+    }
 
 
 class _Clock:

@@ -89,7 +89,11 @@ class ErrorResponse(BaseModel):
 class StatusResponse(BaseModel):
     project: int
     live_model_version: str | None
+    live_since: float | None  # unix time the live version went live
     jobs: dict[str, bool]  # round_pending, embed_pending, secure_webhooks_pending, running
-    stage: str | None  # of the running job: reading, embedding, training, scoring, pushing
+    stage: dict[str, Any] | None  # the running job's {"name", "done", "total"}; names: reading, embedding, ...
     behind: bool  # round requests no finished round covers yet (the catch-up will ask again)
+    counts: dict[str, int]  # tasks, labeled, ranked (in the queue), skipped (image problems), as of the last round
+    learning_curve: list[dict[str, Any]]  # n_labels, model_version, n_judged, accuracy, low, high
+    stop_signal: str  # whether more labels still raise pre-label accuracy, in words
     rounds: list[dict[str, Any]]

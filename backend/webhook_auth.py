@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 from backend.context import Context
@@ -24,7 +23,7 @@ def basic_auth_header(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
-def secure_webhooks(context: Context, project_id: int, stage: Callable[[str], None] | None = None) -> dict[str, Any]:
+def secure_webhooks(context: Context, project_id: int, stage: Any = None) -> dict[str, Any]:
     settings = context.settings
     if not settings.basic_auth_user or not settings.basic_auth_pass:
         return {"status": "skipped", "reason": "basic auth is off"}

@@ -225,3 +225,44 @@ def test_project_ids_that_are_not_positive_ascii_integers_are_a_400(tmp_path: Pa
     answer = client.post("/versions", json={"project": project})
     assert answer.status_code == 400
     assert "is not a Label Studio project id" in answer.json()["error"]
+
+
+def test_status_page_and_learning_curve_render_from_the_history(tmp_path: Path) -> None:
+    install_live_model(tmp_path)
+    store = ProjectStore(tmp_path, 1)
+    store.append_round(
+        {
+            "status": "done",
+            "model_version": "v0",
+            "n_labeled_tasks": 10,
+            "n_tasks": 30,
+            "n_unlabeled_tasks": 20,
+            "finished_at": 0,
+        }
+    )
+    store.append_round(
+        {
+            "status": "done",
+            "model_version": LIVE,
+            "n_labeled_tasks": 20,
+            "n_tasks": 30,
+            "n_unlabeled_tasks": 10,
+            "n_prelabeled": 10,
+            "prelabel_accuracy": 0.7,
+            "head_agreement": 0.9,
+            "skipped_tasks": {"7": "broken"},
+            "finished_at": 0,
+        }
+    )
+    client, _ = make_client(tmp_path)
+
+    status = client.get("/projects/1/status").json()
+    assert status["counts"] == {"tasks": 30, "labeled": 20, "ranked": 10, "skipped": 1}
+    assert [(p["n_labels"], p["model_version"], p["accuracy"]) for p in status["learning_curve"]] == [(10, "v0", 0.7)]
+    assert status["stop_signal"].startswith("Pre-label accuracy is 70% after 10 labels")
+    page = client.get("/projects/1")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert f'<dd id="live">{LIVE}' in page.text and "70%" in page.text and "90%" in page.text
+    assert '<img id="learning-curve" src="/projects/1/learning-curve.png"' in page.text
+    png = client.get("/projects/1/learning-curve.png")
+    assert png.headers["content-type"] == "image/png" and png.content.startswith(b"\x89PNG")

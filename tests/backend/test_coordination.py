@@ -150,8 +150,8 @@ def test_a_project_is_behind_until_a_round_covering_its_events_is_done(coordinat
 
 
 def test_the_stage_of_a_running_job_is_visible_until_cleared(coordinator: Coordinator) -> None:
-    coordinator.set_stage(3, "embedding")
-    assert coordinator.stage(3) == "embedding" and coordinator.stage(4) is None
+    coordinator.set_stage(3, {"name": "embedding", "done": 340, "total": 1000})
+    assert coordinator.stage(3) == {"name": "embedding", "done": 340, "total": 1000} and coordinator.stage(4) is None
     coordinator.set_stage(3, None)
     assert coordinator.stage(3) is None
 

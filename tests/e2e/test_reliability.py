@@ -67,7 +67,7 @@ def assert_queue_is_complete(project: Project, status: dict[str, Any]) -> None:
 
 def wait_for_stage(backend: BackendProcesses, project_id: int, stage: str, timeout: float = 120) -> None:
     def at_stage() -> bool:
-        return backend_status(backend.url, project_id)["stage"] == stage
+        return (backend_status(backend.url, project_id)["stage"] or {}).get("name") == stage
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

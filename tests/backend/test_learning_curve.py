@@ -1,0 +1,65 @@
+"""Learning curve from the round history: points, intervals, the stop signal and the plot."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from backend.learning_curve import CurvePoint, learning_curve, plot_png, stop_signal, wilson_interval
+
+
+def done(version: str, labels: int, judged: int = 0, accuracy: float | None = None) -> dict[str, object]:
+    return {
+        "status": "done",
+        "model_version": version,
+        "n_labeled_tasks": labels,
+        "n_prelabeled": judged,
+        "prelabel_accuracy": accuracy,
+    }
+
+
+def test_each_round_judges_the_version_before_it() -> None:
+    rounds = [
+        done("v1", 10),
+        {"status": "failed", "error": "Label Studio down"},
+        done("v2", 20, judged=10, accuracy=0.8),  # judges v1, trained on 10 labels
+        {"status": "done", "model_version": None, "n_labeled_tasks": 20},  # nothing left to rank: no version
+        done("v3", 30, judged=5, accuracy=0.0),  # judges v2
+    ]
+    points = learning_curve(rounds)
+    assert [(p.n_labels, p.model_version, p.n_judged, p.accuracy) for p in points] == [
+        (10, "v1", 10, 0.8),
+        (20, "v2", 5, 0.0),
+    ]
+    assert (points[0].low, points[0].high) == pytest.approx((0.4902, 0.9433), abs=1e-4)
+
+
+def test_wilson_interval_known_values() -> None:
+    assert wilson_interval(0, 5) == pytest.approx((0.0, 0.4345), abs=1e-4)
+    assert wilson_interval(5, 5) == pytest.approx((0.5655, 1.0), abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def point(n_labels: int, accuracy: float) -> CurvePoint:
+    return CurvePoint(n_labels, f"v{n_labels}", 20, accuracy, 0.0, 1.0)
+
+
+def test_stop_signal_in_words() -> None:
+    assert stop_signal([]) == "No pre-labels judged yet: the first numbers come after the second round."
+    assert stop_signal([point(50, 0.7)]) == (
+        "Pre-label accuracy is 70% after 50 labels; judging the trend needs 200 labels of history."
+    )
+    assert stop_signal([point(100, 0.80), point(320, 0.805)]) == (
+        "The last 220 labels changed pre-label accuracy by +0.5 points (to 80%): more labels may no longer pay off."
+    )
+    assert stop_signal([point(100, 0.70), point(200, 0.75), point(300, 0.80)]) == (
+        "The last 200 labels raised pre-label accuracy by +10.0 points, to 80%."
+    )
+
+
+@pytest.mark.parametrize("points", [[], [point(10, 0.5), point(20, 0.7)]])
+def test_plot_is_a_640_by_360_png(points: list[CurvePoint]) -> None:
+    image = Image.open(io.BytesIO(plot_png(points, "project 1")))
+    assert image.format == "PNG" and image.size == (640, 360)
