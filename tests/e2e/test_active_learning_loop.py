@@ -101,6 +101,20 @@ def test_labeling_through_next_follows_the_alfamix_queue(
     assert all(r["status"] == "done" for r in status["rounds"]), status["rounds"]
     assert status["rounds"][-1]["n_labeled_tasks"] == len(labeled)
     assert status["rounds"][-1]["n_prelabeled"] > 0
+    # The owner's view: counts, a learning curve over the batches, the page and its plot.
+    assert status["counts"] == {
+        "tasks": N_TASKS,
+        "labeled": len(labeled),
+        "ranked": N_TASKS - len(labeled),
+        "skipped": 0,
+    }
+    curve = status["learning_curve"]
+    assert len(curve) >= N_BATCHES - 1 and curve == sorted(curve, key=lambda p: p["n_labels"])
+    assert all(0.0 <= p["low"] <= p["accuracy"] <= p["high"] <= 1.0 for p in curve)
+    page = requests.get(f"{backend.url}/projects/{project.project_id}", auth=auth, timeout=30)
+    assert page.status_code == 200 and status["live_model_version"] in page.text
+    png = requests.get(f"{backend.url}/projects/{project.project_id}/learning-curve.png", auth=auth, timeout=30)
+    assert png.headers["content-type"] == "image/png" and png.content.startswith(b"\x89PNG")
     # No secret reaches a log line, whichever process wrote it.
     secrets = [label_studio.api_key, label_studio.personal_access_token(), AUTH[1]]
     for name in backend.processes:
