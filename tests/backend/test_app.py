@@ -266,3 +266,36 @@ def test_status_page_and_learning_curve_render_from_the_history(tmp_path: Path) 
     assert '<img id="learning-curve" src="/projects/1/learning-curve.png"' in page.text
     png = client.get("/projects/1/learning-curve.png")
     assert png.headers["content-type"] == "image/png" and png.content.startswith(b"\x89PNG")
+
+
+def test_metrics_derive_round_figures_from_the_history(tmp_path: Path) -> None:
+    store = ProjectStore(tmp_path, 4)
+    for seconds in (0.3, 2.0):
+        store.append_round(
+            {
+                "status": "done",
+                "model_version": "v",
+                "n_predictions": 50,
+                "n_embedded": 10,
+                "read_seconds": seconds,
+                "push_seconds": 0.05,
+            }
+        )
+    store.append_round({"status": "failed", "error": "Label Studio down"})
+    store.set_live("alfamix-2-20260101000000")
+    client, _ = make_client(tmp_path)
+    client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 4}})
+    lines = set(client.get("/metrics").text.splitlines())
+    assert {
+        'alfamix_rounds_total{project="4",status="done"} 2',
+        'alfamix_rounds_total{project="4",status="failed"} 1',
+        'alfamix_round_stage_seconds_bucket{project="4",stage="read",le="0.5"} 1',
+        'alfamix_round_stage_seconds_bucket{project="4",stage="read",le="2.5"} 2',
+        'alfamix_round_stage_seconds_sum{project="4",stage="read"} 2.3',
+        'alfamix_round_stage_seconds_count{project="4",stage="push"} 2',
+        'alfamix_predictions_pushed_total{project="4"} 100',
+        'alfamix_tasks_embedded_total{project="4"} 20',
+        'alfamix_live_model_info{project="4",model_version="alfamix-2-20260101000000"} 1',
+        'alfamix_webhook_seconds_bucket{le="+Inf"} 1',
+        "alfamix_state_reachable 1",
+    } <= lines
