@@ -32,9 +32,10 @@ class BackendProcesses:
         workers: int = 0,
         server_command: list[str] = SERVER_COMMAND,
         worker_command: list[str] = WORKER_COMMAND,
+        port: int | None = None,
     ) -> None:
         self.root = root
-        self.port = free_port()
+        self.port = port or free_port()
         self.env = {
             **os.environ,
             "HOST": "127.0.0.1",

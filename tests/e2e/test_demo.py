@@ -1,0 +1,50 @@
+"""The newcomer's demo sets everything up, and a second run reuses it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+from tests.e2e.label_studio import REPO_ROOT, free_port
+
+
+def run_demo(root: Path, ls_port: int, backend_port: int) -> str:
+    command = [
+        sys.executable,
+        "-m",
+        "demo",
+        "--root",
+        str(root),
+        "--label-studio-port",
+        str(ls_port),
+        "--backend-port",
+        str(backend_port),
+        "--tasks",
+        "30",
+        "--once",
+    ]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def test_demo_runs_twice_on_the_same_data(tmp_path: Path) -> None:
+    ls_port, backend_port = free_port(), free_port()
+    first = run_demo(tmp_path, ls_port, backend_port)
+    assert f"Label Studio  http://127.0.0.1:{ls_port}" in first and "log in as demo@example.com" in first
+    assert f"Backend       http://127.0.0.1:{backend_port}/projects/1" in first
+    second = run_demo(tmp_path, ls_port, backend_port)
+    assert "/projects/1 " in second and "/projects/2" not in second  # the same project, not a new one
+    credentials = json.loads((tmp_path / "credentials.json").read_text())
+    # Both servers are gone after --once; the data stays.
+    assert (tmp_path / "label-studio" / "data").is_dir() and (tmp_path / "models").is_dir()
+    try:
+        requests.get(f"http://127.0.0.1:{ls_port}/health", timeout=2)
+        raise AssertionError("Label Studio still answers after the demo stopped")
+    except requests.ConnectionError:
+        pass
+    assert len(credentials["api_key"]) == 40
