@@ -109,8 +109,12 @@ def embed_missing(
                     [r.image_url or "" for r, _ in kept],
                 )
                 report.embedded += len(kept)
+            done = min(start + CHUNK_TASKS, len(todo))
             if progress is not None:
-                progress(min(start + CHUNK_TASKS, len(todo)), len(todo))
+                progress(done, len(todo))
+            if len(todo) > CHUNK_TASKS:  # long work says how far it got, one line per chunk
+                rate = done / max(time.perf_counter() - started, 1e-9)
+                logger.info("project %s: embedded %d/%d tasks (%.0f images/s)", project_id, done, len(todo), rate)
     report.seconds = time.perf_counter() - started
     if todo:
         logger.info(
