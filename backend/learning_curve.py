@@ -1,7 +1,9 @@
 """A learning curve without a held-out set: how often annotators kept the pre-selected class.
 
 When an annotator labels a task that showed the live model's prediction, that prediction's
-correctness is a fair test point for the model (the task was not in its training set).
+correctness is a test point for the model (the task was not in its training set). The
+queue serves the tasks ALFA-Mix finds hardest first, so this accuracy is lower than on the
+pool as a whole: read its trend, not its level.
 Each round judges the version before it on the labels submitted since that version went
 live; this module turns the round history into (labels trained on, accuracy) points with a
 95% Wilson interval, a plot, and a plain-words stop signal.
@@ -15,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+MIN_JUDGED = 20  # labels pooled into one curve point
 STOP_WINDOW = 200  # labels
 STOP_GAIN = 0.01  # one accuracy point
 
@@ -29,23 +32,39 @@ class CurvePoint:
     high: float
 
 
-def learning_curve(rounds: Sequence[dict[str, Any]]) -> list[CurvePoint]:
+def learning_curve(rounds: Sequence[dict[str, Any]], min_judged: int = MIN_JUDGED) -> list[CurvePoint]:
+    """Points of (labels trained on, pre-label accuracy), one per group of consecutive versions.
+
+    Rounds come every few labels, so one version is often judged on 3 or 4 labels; versions
+    are pooled until at least ``min_judged`` labels judged them. A point carries the last
+    pooled version and the labels it was trained on.
+    """
     points = []
-    previous: dict[str, Any] | None = None
+    previous: dict[str, Any] | None = None  # the version each round judges
+    last_judged: dict[str, Any] = {}
+    hits = judged = 0
     for record in rounds:
         if record.get("status") != "done" or not record.get("model_version"):
             continue
-        judged = int(record.get("n_prelabeled") or 0)
-        if previous is not None and judged > 0 and record.get("prelabel_accuracy") is not None:
-            accuracy = float(record["prelabel_accuracy"])
-            low, high = wilson_interval(round(accuracy * judged), judged)
-            points.append(
-                CurvePoint(
-                    int(previous["n_labeled_tasks"]), str(previous["model_version"]), judged, accuracy, low, high
-                )
-            )
+        n = int(record.get("n_prelabeled") or 0)
+        if previous is not None and n > 0 and record.get("prelabel_accuracy") is not None:
+            hits += round(float(record["prelabel_accuracy"]) * n)
+            judged += n
+            last_judged = previous
+            if judged >= min_judged:
+                points.append(_point(last_judged, hits, judged))
+                hits = judged = 0
         previous = record
+    if judged:
+        points.append(_point(last_judged, hits, judged))  # the latest versions, even if fewer labels judged them
     return points
+
+
+def _point(judged_version: dict[str, Any], hits: int, judged: int) -> CurvePoint:
+    low, high = wilson_interval(hits, judged)
+    return CurvePoint(
+        int(judged_version["n_labeled_tasks"]), str(judged_version["model_version"]), judged, hits / judged, low, high
+    )
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:

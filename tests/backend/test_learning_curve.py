@@ -28,12 +28,27 @@ def test_each_round_judges_the_version_before_it() -> None:
         {"status": "done", "model_version": None, "n_labeled_tasks": 20},  # nothing left to rank: no version
         done("v3", 30, judged=5, accuracy=0.0),  # judges v2
     ]
-    points = learning_curve(rounds)
+    points = learning_curve(rounds, min_judged=1)
     assert [(p.n_labels, p.model_version, p.n_judged, p.accuracy) for p in points] == [
         (10, "v1", 10, 0.8),
         (20, "v2", 5, 0.0),
     ]
     assert (points[0].low, points[0].high) == pytest.approx((0.4902, 0.9433), abs=1e-4)
+
+
+def test_versions_judged_on_few_labels_are_pooled() -> None:
+    rounds = [
+        done("v1", 5),
+        done("v2", 9, judged=4, accuracy=0.5),
+        done("v3", 13, judged=4, accuracy=1.0),
+        done("v4", 15, judged=2, accuracy=0.0),
+    ]
+    points = learning_curve(rounds, min_judged=8)
+    # v1 and v2 together were judged on 8 labels (6 right); v3 alone on 2 (none right) so far.
+    assert [(p.n_labels, p.model_version, p.n_judged, p.accuracy) for p in points] == [
+        (9, "v2", 8, 0.75),
+        (13, "v3", 2, 0.0),
+    ]
 
 
 def test_wilson_interval_known_values() -> None:
