@@ -253,7 +253,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None, predict
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> str:
         """Prometheus text format; counts only, no secrets."""
-        return app.state.metrics.render(settings.model_dir, connection)
+        return app.state.metrics.render(settings.model_dir, connection, app.state.dispatcher.status)
 
     return app
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,8 @@ class Metrics:
         with self._lock:
             self._webhook.observe(seconds)
 
-    def render(self, model_dir: Path, connection: Redis | None) -> str:
+    def render(self, model_dir: Path, connection: Redis | None, jobs: Callable[[int], dict[str, bool]]) -> str:
+        """``jobs(project_id)`` says which jobs are pending or running (the queue depth)."""
         with self._lock:
             lines = [f"{name}{_labels(labels)} {value:g}" for (name, labels), value in sorted(self._counters.items())]
             lines += self._webhook.render("alfamix_webhook_seconds", ())
@@ -46,6 +47,10 @@ class Metrics:
             for project_id in project_ids(model_dir, connection):
                 store = open_project_store(model_dir, project_id, connection)
                 lines += _project_lines(project_id, store.rounds(), (store.live() or {}).get("model_version"))
+                lines += [
+                    f"alfamix_jobs{_labels((('project', str(project_id)), ('state', state)))} {int(on)}"
+                    for state, on in sorted(jobs(project_id).items())
+                ]
             lines.append("alfamix_state_reachable 1")
         except RedisError:
             lines.append("alfamix_state_reachable 0")

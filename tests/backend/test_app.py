@@ -297,5 +297,6 @@ def test_metrics_derive_round_figures_from_the_history(tmp_path: Path) -> None:
         'alfamix_tasks_embedded_total{project="4"} 20',
         'alfamix_live_model_info{project="4",model_version="alfamix-2-20260101000000"} 1',
         'alfamix_webhook_seconds_bucket{le="+Inf"} 1',
+        'alfamix_jobs{project="4",state="round_pending"} 0',
         "alfamix_state_reachable 1",
     } <= lines
