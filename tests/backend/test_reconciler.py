@@ -48,25 +48,30 @@ def test_a_failed_round_is_requested_again_and_a_finished_one_is_not() -> None:
     dispatcher.close()
 
 
+class RecordingDispatcher:
+    """Records round requests; ``down`` makes it answer as if Redis were unreachable."""
+
+    def __init__(self) -> None:
+        self.coordinator = LocalCoordinator()
+        self.requested: list[int] = []
+        self.down = False
+
+    def request(self, kind: str, project_id: int) -> bool:
+        if self.down:
+            raise QueueUnavailableError("the job queue (Redis) is unavailable: ConnectionError")
+        self.requested.append(project_id)
+        return True
+
+    def status(self, project_id: int) -> dict[str, bool]:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
 def test_a_project_with_a_round_pending_or_running_is_left_alone() -> None:
-    coordinator = LocalCoordinator()
-
-    class Idle:
-        def __init__(self) -> None:
-            self.coordinator = coordinator
-            self.requested: list[int] = []
-
-        def request(self, kind: str, project_id: int) -> bool:
-            self.requested.append(project_id)
-            return True
-
-        def status(self, project_id: int) -> dict[str, bool]:
-            return {}
-
-        def close(self) -> None:
-            pass
-
-    dispatcher = Idle()
+    dispatcher = RecordingDispatcher()
+    coordinator = dispatcher.coordinator
     coordinator.note_event(1)
     coordinator.note_event(2)
     coordinator.mark_pending("round", 1)
@@ -76,25 +81,8 @@ def test_a_project_with_a_round_pending_or_running_is_left_alone() -> None:
 
 
 def test_deferred_events_are_requested_once_the_queue_answers_again() -> None:
-    class Flaky:
-        def __init__(self) -> None:
-            self.coordinator = LocalCoordinator()
-            self.down = True
-            self.requested: list[int] = []
-
-        def request(self, kind: str, project_id: int) -> bool:
-            if self.down:
-                raise QueueUnavailableError("the job queue (Redis) is unavailable: ConnectionError")
-            self.requested.append(project_id)
-            return True
-
-        def status(self, project_id: int) -> dict[str, bool]:
-            return {}
-
-        def close(self) -> None:
-            pass
-
-    dispatcher = Flaky()
+    dispatcher = RecordingDispatcher()
+    dispatcher.down = True
     reconciler = Reconciler(dispatcher, 3600)
     reconciler.defer(9)
     assert reconciler.run_once() == []  # still down: kept for later

@@ -14,9 +14,9 @@ import redis
 
 from tests.deploy.files import compose, env_example, resolve
 from tests.e2e.backend_process import BackendProcesses
-from tests.e2e.images import import_images, write_mnist_pngs
+from tests.e2e.images import write_mnist_pngs
 from tests.e2e.label_studio import LabelStudioServer
-from tests.e2e.project import DIGITS, Project, choices_config, wait_until_idle
+from tests.e2e.project import digits_project, wait_until_idle
 
 REDIS_DB = 11
 
@@ -45,9 +45,7 @@ def test_compose_commands_complete_a_round(label_studio: LabelStudioServer, tmp_
     assert worker_env["ALFAMIX_DEVICE"] == "auto" and api_env["ALFAMIX_ENCODER"] == "efficientnet_lite0"
 
     files = write_mnist_pngs(tmp_path / "png", 30, random_state=3)
-    project = Project.create(label_studio, "compose commands", choices_config(DIGITS))
-    by_name = {path.name: label for path, label in files}
-    names = import_images(label_studio.url, label_studio.api_key, project.project_id, [p for p, _ in files])
+    project, truth = digits_project(label_studio, "compose commands", files)
     processes = BackendProcesses(
         tmp_path, api_env, server_command=service_command("backend"), worker_command=service_command("worker")
     )
@@ -57,7 +55,7 @@ def test_compose_commands_complete_a_round(label_studio: LabelStudioServer, tmp_
         wait_until_idle(backend.url, project.project_id)
         for _ in range(3):
             task = project.next_task()
-            project.submit(task["id"], [str(by_name[names[task["id"]]])])
+            project.submit(task["id"], [str(truth[task["id"]])])
         status = wait_until_idle(backend.url, project.project_id)
 
     last = status["rounds"][-1]

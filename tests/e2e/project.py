@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import requests
 
+from tests.e2e.images import import_images
 from tests.e2e.label_studio import LabelStudioServer
 
 DIGITS = [str(d) for d in range(10)]
@@ -83,6 +85,16 @@ class Project:
 
     def webhooks(self) -> list[dict[str, Any]]:
         return list(self.api("GET", "/api/webhooks/", params={"project": self.project_id}))
+
+
+def digits_project(
+    server: LabelStudioServer, title: str, files: list[tuple[Path, int]]
+) -> tuple[Project, dict[int, int]]:
+    """A digit-classification project with these PNGs uploaded; returns it and {task id: true digit}."""
+    project = Project.create(server, title, choices_config(DIGITS))
+    digit_of = {path.name: digit for path, digit in files}
+    names = import_images(server.url, server.api_key, project.project_id, [path for path, _ in files])
+    return project, {task_id: digit_of[name] for task_id, name in names.items()}
 
 
 def backend_status(backend_url: str, project_id: int, auth: tuple[str, str] | None = None) -> dict[str, Any]:

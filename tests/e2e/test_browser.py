@@ -21,9 +21,9 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.e2e.backend_process import BackendProcesses
-from tests.e2e.images import import_images, write_mnist_pngs
+from tests.e2e.images import write_mnist_pngs
 from tests.e2e.label_studio import LabelStudioServer
-from tests.e2e.project import DIGITS, Project, backend_status, choices_config, wait_for, wait_until_idle
+from tests.e2e.project import backend_status, digits_project, wait_for, wait_until_idle
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -80,16 +80,14 @@ def test_an_annotator_in_the_ui_gets_the_alfamix_queue_and_the_owner_sees_progre
     label_studio: LabelStudioServer, browser: WebDriver, tmp_path: Path
 ) -> None:
     files = write_mnist_pngs(tmp_path / "png", 40, random_state=6)
-    project = Project.create(label_studio, "browser", choices_config(DIGITS))
-    by_name = {path.name: label for path, label in files}
-    names = import_images(label_studio.url, label_studio.api_key, project.project_id, [p for p, _ in files])
+    project, truth = digits_project(label_studio, "browser", files)
     env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key}
     with BackendProcesses(tmp_path, env) as backend:
         project.connect(backend.url)
         wait_until_idle(backend.url, project.project_id)
         for _ in range(6):
             task = project.next_task()
-            project.submit(task["id"], [str(by_name[names[task["id"]]])])
+            project.submit(task["id"], [str(truth[task["id"]])])
         status = wait_until_idle(backend.url, project.project_id)
         live, head = status["live_model_version"], status["rounds"][-1]["queue_head"][0]
         predictions = {t["id"]: t["predictions"] for t in project.tasks()}

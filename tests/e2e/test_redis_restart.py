@@ -17,9 +17,9 @@ import redis
 import requests
 
 from tests.e2e.backend_process import BackendProcesses
-from tests.e2e.images import import_images, write_mnist_pngs
+from tests.e2e.images import write_mnist_pngs
 from tests.e2e.label_studio import LabelStudioServer, free_port
-from tests.e2e.project import DIGITS, Project, backend_status, choices_config, wait_for, wait_until_idle
+from tests.e2e.project import backend_status, digits_project, wait_for, wait_until_idle
 from tests.e2e.test_reliability import assert_queue_is_complete
 
 
@@ -70,9 +70,7 @@ def test_a_redis_restart_loses_no_label(label_studio: LabelStudioServer, tmp_pat
     server = RedisServer(tmp_path, persistent)
     server.start()
     files = write_mnist_pngs(tmp_path / "png", 40, random_state=5)
-    project = Project.create(label_studio, f"redis restart {persistent}", choices_config(DIGITS))
-    by_name = {path.name: label for path, label in files}
-    names = import_images(label_studio.url, label_studio.api_key, project.project_id, [p for p, _ in files])
+    project, truth = digits_project(label_studio, f"redis restart {persistent}", files)
     env = {
         "LABEL_STUDIO_URL": label_studio.url,
         "LABEL_STUDIO_API_KEY": label_studio.api_key,
@@ -83,7 +81,7 @@ def test_a_redis_restart_loses_no_label(label_studio: LabelStudioServer, tmp_pat
     def label(n: int) -> None:
         for _ in range(n):
             task = project.next_task()
-            project.submit(task["id"], [str(by_name[names[task["id"]]])])
+            project.submit(task["id"], [str(truth[task["id"]])])
 
     with BackendProcesses(tmp_path, env, workers=1) as backend:
         project.connect(backend.url)

@@ -24,9 +24,9 @@ import redis
 import requests
 
 from tests.e2e.backend_process import BackendProcesses
-from tests.e2e.images import import_images, write_mnist_pngs
+from tests.e2e.images import write_mnist_pngs
 from tests.e2e.label_studio import LabelStudioServer
-from tests.e2e.project import DIGITS, Project, backend_status, choices_config, wait_for, wait_until_idle
+from tests.e2e.project import Project, backend_status, digits_project, wait_for, wait_until_idle
 from tests.e2e.proxy import LabelStudioProxy
 
 REDIS_DB = 10
@@ -36,13 +36,6 @@ LOCK_SECONDS = 4
 @pytest.fixture(scope="module")
 def pngs(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, int]]:
     return write_mnist_pngs(tmp_path_factory.mktemp("reliability"), 200, random_state=4)
-
-
-def new_project(label_studio: LabelStudioServer, title: str, files: list[tuple[Path, int]]) -> tuple[Project, dict]:
-    project = Project.create(label_studio, title, choices_config(DIGITS))
-    by_name = {path.name: label for path, label in files}
-    names = import_images(label_studio.url, label_studio.api_key, project.project_id, [p for p, _ in files])
-    return project, {task_id: by_name[name] for task_id, name in names.items()}
 
 
 def label(project: Project, truth: dict[int, int], n: int) -> None:
@@ -87,7 +80,7 @@ def test_a_worker_killed_mid_round_leaves_a_complete_queue_after_another_worker_
     label_studio: LabelStudioServer, pngs: list[tuple[Path, int]], tmp_path: Path
 ) -> None:
     redis.Redis(db=REDIS_DB).flushdb()
-    project, truth = new_project(label_studio, "killed workers", pngs)
+    project, truth = digits_project(label_studio, "killed workers", pngs)
     with LabelStudioProxy(label_studio.url) as proxy:
         env = {
             "LABEL_STUDIO_URL": proxy.url,
@@ -142,7 +135,7 @@ def _caught_up(backend: BackendProcesses, project_id: int) -> dict[str, Any] | N
 def test_label_studio_down_during_a_round_fails_it_cleanly_and_it_is_retried(
     label_studio: LabelStudioServer, pngs: list[tuple[Path, int]], tmp_path: Path
 ) -> None:
-    project, truth = new_project(label_studio, "label studio down", pngs[:60])
+    project, truth = digits_project(label_studio, "label studio down", pngs[:60])
     with LabelStudioProxy(label_studio.url) as proxy:
         env = {
             "LABEL_STUDIO_URL": proxy.url,
@@ -180,8 +173,8 @@ def test_a_storm_of_webhooks_is_answered_fast_and_coalesced(
     label_studio: LabelStudioServer, pngs: list[tuple[Path, int]], tmp_path: Path
 ) -> None:
     redis.Redis(db=REDIS_DB).flushdb()
-    project, truth = new_project(label_studio, "storm", pngs[:80])
-    other, other_truth = new_project(label_studio, "storm neighbour", pngs[80:120])
+    project, truth = digits_project(label_studio, "storm", pngs[:80])
+    other, other_truth = digits_project(label_studio, "storm neighbour", pngs[80:120])
     env = {
         "LABEL_STUDIO_URL": label_studio.url,
         "LABEL_STUDIO_API_KEY": label_studio.api_key,

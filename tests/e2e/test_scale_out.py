@@ -13,9 +13,9 @@ from pathlib import Path
 import redis
 
 from tests.e2e.backend_process import BackendProcesses
-from tests.e2e.images import import_images, write_mnist_pngs
+from tests.e2e.images import write_mnist_pngs
 from tests.e2e.label_studio import LabelStudioServer
-from tests.e2e.project import DIGITS, Project, choices_config, wait_until_idle
+from tests.e2e.project import digits_project, wait_until_idle
 
 REDIS_DB = 12
 N_TASKS = 80
@@ -26,10 +26,7 @@ def test_two_workers_with_separate_model_dirs_share_one_project(
 ) -> None:
     redis.Redis(db=REDIS_DB).flushdb()
     files = write_mnist_pngs(tmp_path / "png", N_TASKS, random_state=2)
-    project = Project.create(label_studio, "scale-out", choices_config(DIGITS))
-    by_name = {path.name: label for path, label in files}
-    names = import_images(label_studio.url, label_studio.api_key, project.project_id, [p for p, _ in files])
-    truth = {task_id: by_name[name] for task_id, name in names.items()}
+    project, truth = digits_project(label_studio, "scale-out", files)
     env = {
         "LABEL_STUDIO_URL": label_studio.url,
         "LABEL_STUDIO_API_KEY": label_studio.api_key,
