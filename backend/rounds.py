@@ -6,7 +6,7 @@ import logging
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -94,7 +94,8 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
         return record
 
     stage("training")
-    head = train_head(data.z_lab, data.y_lab, len(spec.labels), HEAD_CONFIG) if len(data.y_lab) else None
+    config = replace(HEAD_CONFIG, epochs=settings.head_epochs)
+    head = train_head(data.z_lab, data.y_lab, len(spec.labels), config) if len(data.y_lab) else None
     clock.lap("train_seconds")
     stage("scoring")
     n_query = min(settings.n_query, len(data.z_unl))

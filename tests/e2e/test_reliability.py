@@ -1,6 +1,6 @@
 """Failures a deployment meets, against a real Label Studio, Redis and worker processes.
 
-- a worker SIGKILLed while it embeds, and while it pushes predictions;
+- a worker SIGKILLed while it embeds, while it trains, and while it pushes predictions;
 - Label Studio answering 503 during a round;
 - a storm of 1,000 webhook events in 10 s for one project, another project interleaved.
 Each test checks what must hold afterwards with exact values.
@@ -122,6 +122,19 @@ def test_a_worker_killed_mid_round_leaves_a_complete_queue_after_another_worker_
             backend.start_worker("d", {"MODEL_DIR": str(tmp_path / "a")})
             status = wait_for(lambda: _caught_up(backend, project.project_id), timeout=120, what="catch-up")
             assert status["rounds"][-1]["n_labeled_tasks"] == 10 and status["live_model_version"] != before
+            assert_queue_is_complete(project, status)
+
+            # 3. Killed while training (a worker told to train its head for long enough to be caught at it).
+            before = status["live_model_version"]
+            backend.stop_process("d")
+            backend.start_worker("e", {"MODEL_DIR": str(tmp_path / "a"), "ALFAMIX_HEAD_EPOCHS": "200000"})
+            label(project, truth, 5)
+            wait_for_stage(backend, project.project_id, "training")
+            kill(backend, "e")
+            assert project.settings()["model_version"] == before
+            backend.start_worker("f", {"MODEL_DIR": str(tmp_path / "a")})
+            status = wait_for(lambda: _caught_up(backend, project.project_id), timeout=120, what="catch-up")
+            assert status["rounds"][-1]["n_labeled_tasks"] == 15 and status["live_model_version"] != before
             assert_queue_is_complete(project, status)
     print(f"killed while embedding: caught up {recovered:.1f} s after the kill (lock {LOCK_SECONDS} s)")
 
