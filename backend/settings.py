@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from backend.errors import SettingsError
+
+T = TypeVar("T", int, float)
 
 ENCODER_NAMES = ("efficientnet_lite0", "resnet18", "resnet50", "vit_b_16")
 DEVICES = ("auto", "cpu", "cuda")
@@ -103,25 +106,19 @@ class _Env:
         return value or default
 
     def integer(self, name: str, default: int, *, low: int, high: int) -> int:
-        raw = self.text(name)
-        if raw is None:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise SettingsError(f"{name}={raw!r} is not an integer") from None
-        if not low <= value <= high:
-            raise SettingsError(f"{name}={value} must be between {low} and {high}")
-        return value
+        return self._bounded(name, default, int, "an integer", low, high)
 
     def number(self, name: str, default: float, *, low: float, high: float) -> float:
+        return self._bounded(name, default, float, "a number", low, high)
+
+    def _bounded(self, name: str, default: T, parse: Callable[[str], T], kind: str, low: T, high: T) -> T:
         raw = self.text(name)
         if raw is None:
             return default
         try:
-            value = float(raw)
+            value = parse(raw)
         except ValueError:
-            raise SettingsError(f"{name}={raw!r} is not a number") from None
+            raise SettingsError(f"{name}={raw!r} is not {kind}") from None
         if not low <= value <= high:
             raise SettingsError(f"{name}={value} must be between {low} and {high}")
         return value

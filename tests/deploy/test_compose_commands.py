@@ -53,9 +53,7 @@ def test_compose_commands_complete_a_round(label_studio: LabelStudioServer, tmp_
         backend.start_worker("worker", worker_env)
         project.connect(backend.url)
         wait_until_idle(backend.url, project.project_id)
-        for _ in range(3):
-            task = project.next_task()
-            project.submit(task["id"], [str(truth[task["id"]])])
+        project.label_next(truth, 3)
         status = wait_until_idle(backend.url, project.project_id)
 
     last = status["rounds"][-1]

@@ -83,6 +83,15 @@ class Project:
         body = {"result": choice_result(labels), "lead_time": 2.5, "project": self.project_id}
         return dict(self.api("POST", f"/api/tasks/{task_id}/annotations/", json=body))
 
+    def label_next(self, truth: dict[int, int], n: int) -> list[int]:
+        """Label the next n tasks "Label All Tasks" serves with their true digit; returns their ids."""
+        done = []
+        for _ in range(n):
+            task = self.next_task()
+            self.submit(task["id"], [str(truth[task["id"]])])
+            done.append(int(task["id"]))
+        return done
+
     def webhooks(self) -> list[dict[str, Any]]:
         return list(self.api("GET", "/api/webhooks/", params={"project": self.project_id}))
 

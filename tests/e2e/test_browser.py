@@ -85,9 +85,7 @@ def test_an_annotator_in_the_ui_gets_the_alfamix_queue_and_the_owner_sees_progre
     with BackendProcesses(tmp_path, env) as backend:
         project.connect(backend.url)
         wait_until_idle(backend.url, project.project_id)
-        for _ in range(6):
-            task = project.next_task()
-            project.submit(task["id"], [str(truth[task["id"]])])
+        project.label_next(truth, 6)
         status = wait_until_idle(backend.url, project.project_id)
         live, head = status["live_model_version"], status["rounds"][-1]["queue_head"][0]
         predictions = {t["id"]: t["predictions"] for t in project.tasks()}

@@ -75,21 +75,12 @@ def digits(label_studio: LabelStudioServer, backend: BackendProcesses, files: li
     return {"project": project, "truth": truth, "corrupt": corrupt, "missing": missing, "ml_id": ml_id}
 
 
-def label_next(project: Project, truth: dict[int, int], n: int) -> list[int]:
-    done = []
-    for _ in range(n):
-        task = project.next_task()
-        project.submit(task["id"], [str(truth[task["id"]])])
-        done.append(task["id"])
-    return done
-
-
 def test_broken_images_and_unknown_labels_skip_one_task_each_and_the_round_completes(
     digits: dict[str, Any], backend: BackendProcesses
 ) -> None:
     project: Project = digits["project"]
     truth = digits["truth"]
-    labeled = label_next(project, truth, 6)
+    labeled = project.label_next(truth, 6)
     # An annotation naming a label that is not in the config (the API accepts it).
     stray = next(t for t in truth if t not in labeled)
     project.submit(stray, ["banana"])

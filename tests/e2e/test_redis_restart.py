@@ -78,15 +78,10 @@ def test_a_redis_restart_loses_no_label(label_studio: LabelStudioServer, tmp_pat
         "ALFAMIX_RECONCILE_SECONDS": "1",
     }
 
-    def label(n: int) -> None:
-        for _ in range(n):
-            task = project.next_task()
-            project.submit(task["id"], [str(truth[task["id"]])])
-
     with BackendProcesses(tmp_path, env, workers=1) as backend:
         project.connect(backend.url)
         wait_until_idle(backend.url, project.project_id)
-        label(4)
+        project.label_next(truth, 4)
         before = wait_until_idle(backend.url, project.project_id)
         some_task = next(t for t in project.tasks() if not t["annotations"])
         predict = {
@@ -99,7 +94,7 @@ def test_a_redis_restart_loses_no_label(label_studio: LabelStudioServer, tmp_pat
 
         # A round queued when Redis goes: the worker is away, one more label arrives.
         backend.stop_process("worker-0")
-        label(1)
+        project.label_next(truth, 1)
         server.stop()
         # While Redis is down: the API answers.
         assert requests.get(f"{backend.url}/health", timeout=5).status_code == 200
@@ -109,7 +104,7 @@ def test_a_redis_restart_loses_no_label(label_studio: LabelStudioServer, tmp_pat
         assert requests.post(f"{backend.url}/setup", timeout=5, json=setup).json() == {
             "model_version": served["model_version"]
         }
-        label(1)  # its webhook finds Redis down
+        project.label_next(truth, 1)  # its webhook finds Redis down
         answer = requests.post(
             f"{backend.url}/webhook",
             timeout=5,

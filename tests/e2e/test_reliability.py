@@ -38,12 +38,6 @@ def pngs(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, int]]:
     return write_mnist_pngs(tmp_path_factory.mktemp("reliability"), 200, random_state=4)
 
 
-def label(project: Project, truth: dict[int, int], n: int) -> None:
-    for _ in range(n):
-        task = project.next_task()
-        project.submit(task["id"], [str(truth[task["id"]])])
-
-
 def assert_queue_is_complete(project: Project, status: dict[str, Any]) -> None:
     """The project serves the live version, every unlabeled task has exactly one prediction of it,
     and no task carries two predictions of any one version."""
@@ -98,7 +92,7 @@ def test_a_worker_killed_mid_round_leaves_a_complete_queue_after_another_worker_
             # 1. Killed while embedding: a fresh worker b has no cache, so its round embeds for a while.
             kill(backend, "a")
             backend.start_worker("b", {"MODEL_DIR": str(tmp_path / "b")})
-            label(project, truth, 5)
+            project.label_next(truth, 5)
             wait_for_stage(backend, project.project_id, "embedding")
             time.sleep(1.0)
             kill(backend, "b")
@@ -113,7 +107,7 @@ def test_a_worker_killed_mid_round_leaves_a_complete_queue_after_another_worker_
             # 2. Killed while pushing predictions (Label Studio made slow to receive them).
             before = status["live_model_version"]
             proxy.delays[("POST", f"/api/projects/{project.project_id}/import/predictions")] = 3.0
-            label(project, truth, 5)
+            project.label_next(truth, 5)
             wait_for_stage(backend, project.project_id, "pushing")
             time.sleep(1.0)
             kill(backend, "c")
@@ -128,7 +122,7 @@ def test_a_worker_killed_mid_round_leaves_a_complete_queue_after_another_worker_
             before = status["live_model_version"]
             backend.stop_process("d")
             backend.start_worker("e", {"MODEL_DIR": str(tmp_path / "a"), "ALFAMIX_HEAD_EPOCHS": "200000"})
-            label(project, truth, 5)
+            project.label_next(truth, 5)
             wait_for_stage(backend, project.project_id, "training")
             kill(backend, "e")
             assert project.settings()["model_version"] == before
@@ -158,11 +152,11 @@ def test_label_studio_down_during_a_round_fails_it_cleanly_and_it_is_retried(
         with BackendProcesses(tmp_path, env) as backend:
             project.connect(backend.url)
             wait_until_idle(backend.url, project.project_id)
-            label(project, truth, 4)
+            project.label_next(truth, 4)
             live = wait_until_idle(backend.url, project.project_id)["live_model_version"]
 
             proxy.down = True
-            label(project, truth, 4)  # the webhooks still arrive: only the backend's view of Label Studio is down
+            project.label_next(truth, 4)  # the webhooks still arrive: only the backend's view of Label Studio is down
             failed = wait_for(
                 lambda: _last_round(backend, project.project_id, "failed"), timeout=120, what="a failed round"
             )
@@ -197,8 +191,8 @@ def test_a_storm_of_webhooks_is_answered_fast_and_coalesced(
         for p in (project, other):
             p.connect(backend.url)
             wait_until_idle(backend.url, p.project_id)
-        label(project, truth, 6)
-        label(other, other_truth, 3)
+        project.label_next(truth, 6)
+        other.label_next(other_truth, 3)
         wait_until_idle(backend.url, project.project_id)
         rounds_before = len(backend_status(backend.url, project.project_id)["rounds"])
 
@@ -222,7 +216,7 @@ def test_a_storm_of_webhooks_is_answered_fast_and_coalesced(
 
         with ThreadPoolExecutor(16) as pool:
             futures = [pool.submit(send, i) for i in range(events)]
-            label(project, truth, 4)  # real submits during the storm
+            project.label_next(truth, 4)  # real submits during the storm
             results = [f.result() for f in futures]
         status = wait_for(lambda: _caught_up(backend, project.project_id), timeout=180, what="the storm's rounds")
         wait_for(lambda: _caught_up(backend, other.project_id), timeout=180, what="the neighbour's rounds")

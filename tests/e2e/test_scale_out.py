@@ -35,23 +35,18 @@ def test_two_workers_with_separate_model_dirs_share_one_project(
     }
     host = socket.gethostname()
 
-    def label(n: int) -> None:
-        for _ in range(n):
-            task = project.next_task()
-            project.submit(task["id"], [str(truth[task["id"]])])
-
     with BackendProcesses(tmp_path, env) as backend:
         pid_a = backend.start_worker("worker-a", {"MODEL_DIR": str(tmp_path / "machine-a")})
         ml_id = project.connect(backend.url)
         wait_until_idle(backend.url, project.project_id)
-        label(8)
+        project.label_next(truth, 8)
         first = wait_until_idle(backend.url, project.project_id)["rounds"]
         assert {r["worker"] for r in first} == {f"{host}:{pid_a}"}
         backend.stop_process("worker-a")
 
         # Machine B has no embeddings and no files of the project: state comes from Redis.
         pid_b = backend.start_worker("worker-b", {"MODEL_DIR": str(tmp_path / "machine-b")})
-        label(8)
+        project.label_next(truth, 8)
         second = wait_until_idle(backend.url, project.project_id)["rounds"]
         on_b = second[len(first) :]
         assert on_b and {r["worker"] for r in on_b} == {f"{host}:{pid_b}"}
@@ -64,7 +59,7 @@ def test_two_workers_with_separate_model_dirs_share_one_project(
         # Both machines at once: a burst of submits and START_TRAINING events.
         backend.start_worker("worker-a2", {"MODEL_DIR": str(tmp_path / "machine-a")})
         for _ in range(4):
-            label(2)
+            project.label_next(truth, 2)
             for _ in range(3):
                 project.api("POST", f"/api/ml/{ml_id}/train", json={})
         final = wait_until_idle(backend.url, project.project_id)
