@@ -29,10 +29,11 @@ from backend.dispatch import Dispatcher, QueueUnavailableError, build_dispatcher
 from backend.errors import BackendError, BadRequestError, LabelConfigError
 from backend.label_config import parse_label_config
 from backend.learning_curve import CurvePoint, learning_curve, plot_png, stop_signal
+from backend.ledger import LabelLedger
 from backend.metrics import Metrics
 from backend.predictor import UNTRAINED_VERSION, Predictor
 from backend.reconciler import Reconciler
-from backend.redis_store import open_project_store, project_ids
+from backend.redis_store import open_project_ledger, open_project_store, project_ids
 from backend.schemas import (
     HealthResponse,
     PredictRequest,
@@ -60,8 +61,8 @@ ROUND_ACTIONS = {
     "START_TRAINING",
 }
 EMBED_ACTIONS = {"TASKS_CREATED"}
+LEDGER_ONLY_ACTIONS = {"TASKS_DELETED"}  # changes the ledger; the next round sees it
 IGNORED_ACTIONS = {
-    "TASKS_DELETED",
     "PROJECT_CREATED",
     "PROJECT_UPDATED",
     "PROJECT_DELETED",
@@ -85,6 +86,9 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None, predict
 
     def store(project_id: int) -> ProjectStore:
         return open_project_store(settings.model_dir, project_id, connection)
+
+    def ledger(project_id: int) -> LabelLedger:
+        return open_project_ledger(settings.model_dir, project_id, connection)
 
     app.add_middleware(BodySizeLimit)
     app.state.settings = settings
@@ -172,16 +176,21 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None, predict
             raise BadRequestError(f"invalid webhook: {_first_problem(error.errors())}") from None
         if body.action in IGNORED_ACTIONS or _is_skip(body):
             answer = WebhookResponse(action=body.action, project=None, status="ignored")
-        elif body.action in ROUND_ACTIONS | EMBED_ACTIONS:
+        elif body.action in ROUND_ACTIONS | EMBED_ACTIONS | LEDGER_ONLY_ACTIONS:
             project_id = project_id_of(body.project)
             app.state.reconciler.seen(project_id)
-            kind = "round" if body.action in ROUND_ACTIONS else "embed"
             try:
-                queued = app.state.dispatcher.request(kind, project_id)
-                status = "queued" if queued else "already queued"
-            except QueueUnavailableError as error:
+                ledger(project_id).apply_event(body.action, body.model_dump())
+                if body.action in LEDGER_ONLY_ACTIONS:
+                    status = "noted"
+                else:
+                    kind = "round" if body.action in ROUND_ACTIONS else "embed"
+                    queued = app.state.dispatcher.request(kind, project_id)
+                    status = "queued" if queued else "already queued"
+            except (QueueUnavailableError, RedisError) as error:
                 # Annotations live in Label Studio: the catch-up asks for the round once Redis is back.
-                logger.warning("project %s: %s deferred: %s", project_id, body.action, error)
+                reason = error if isinstance(error, QueueUnavailableError) else f"Redis: {type(error).__name__}"
+                logger.warning("project %s: %s deferred: %s", project_id, body.action, reason)
                 app.state.reconciler.defer(project_id)
                 status = "deferred"
             answer = WebhookResponse(action=body.action, project=project_id, status=status)

@@ -8,9 +8,10 @@ import httpx
 from redis import Redis
 
 from backend.errors import NotConfiguredError
+from backend.ledger import LabelLedger
 from backend.ls_client import LabelStudioClient
 from backend.media import MediaFetcher
-from backend.redis_store import open_project_store
+from backend.redis_store import open_project_ledger, open_project_store
 from backend.settings import Settings
 from backend.store import ProjectStore
 from backend.url_guard import URLGuard
@@ -26,6 +27,9 @@ class Context:
     def store(self, project_id: int) -> ProjectStore:
         return open_project_store(self.settings.model_dir, project_id, self.connection)
 
+    def ledger(self, project_id: int) -> LabelLedger:
+        return open_project_ledger(self.settings.model_dir, project_id, self.connection)
+
 
 def build_context(settings: Settings, connection: Redis | None = None) -> Context:
     if not settings.label_studio_url or not settings.label_studio_api_key:
@@ -34,7 +38,9 @@ def build_context(settings: Settings, connection: Redis | None = None) -> Contex
             f"{missing} is not set on the ML backend: it needs Label Studio's URL and an API key "
             "(Account & Settings > Personal Access Token) to read annotations and push predictions"
         )
-    client = LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key)
+    client = LabelStudioClient(
+        settings.label_studio_url, settings.label_studio_api_key, write_pause=settings.write_pause
+    )
     fetcher = MediaFetcher(
         client=httpx.Client(timeout=httpx.Timeout(settings.download_timeout)),
         label_studio_url=settings.label_studio_url,

@@ -34,6 +34,8 @@ class QueueUnavailableError(BackendError):
 
 
 class Dispatcher(Protocol):
+    """A job whose result says ``"follow_up": True`` is requested again once it ends."""
+
     @property
     def coordinator(self) -> Coordinator: ...
 
@@ -116,7 +118,9 @@ class ThreadDispatcher:
         while (job := self._jobs.get()) is not None:
             kind, project_id = job
             try:
-                self._run(kind, project_id, self.coordinator)
+                result = self._run(kind, project_id, self.coordinator)
+                if isinstance(result, dict) and result.get("follow_up"):
+                    self.request(kind, project_id)
             except Exception as error:  # the thread must survive a failed job
                 logger.debug("project %s: %s job ended with %s", project_id, kind, type(error).__name__)
                 self.coordinator.clear_pending(kind, project_id)

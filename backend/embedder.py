@@ -54,6 +54,7 @@ class EncoderRuntime:
 class EmbedReport:
     embedded: int = 0
     failed: dict[int, str] = field(default_factory=dict)  # task_id -> why it was skipped
+    left: int = 0  # tasks still missing, beyond the limit of this call
     seconds: float = 0.0
 
 
@@ -91,11 +92,14 @@ def embed_missing(
     fetcher: MediaFetcher,
     max_pixels: int,
     progress: Callable[[int, int], None] | None = None,
+    limit: int | None = None,
 ) -> EmbedReport:
-    """Embed every task the cache lacks, chunk by chunk; a broken image skips its task only."""
+    """Embed the tasks the cache lacks (the first ``limit`` of them), chunk by chunk; a broken
+    image skips its task only."""
     started = time.perf_counter()
-    todo = missing_tasks(records, cache)
-    report = EmbedReport()
+    missing = missing_tasks(records, cache)
+    todo = missing[:limit]
+    report = EmbedReport(left=len(missing) - len(todo))
     with ThreadPoolExecutor(DOWNLOAD_THREADS) as pool:
         for start in range(0, len(todo), CHUNK_TASKS):
             chunk = todo[start : start + CHUNK_TASKS]

@@ -10,38 +10,44 @@ from typing import Any
 
 from rq import get_current_job
 
-from backend.annotations import snapshot_tasks
 from backend.context import Context, build_context
 from backend.coordination import Coordinator, RedisCoordinator
+from backend.dispatch import RQDispatcher
 from backend.embedder import embed_missing, encoder_key, load_encoder
 from backend.errors import BackendError
-from backend.label_config import parse_label_config
-from backend.rounds import StageReporter, ignore_stage, run_round
+from backend.rounds import StageReporter, ignore_stage, read_ledger, run_round
 from backend.settings import Settings
 from backend.webhook_auth import secure_webhooks
 
 logger = logging.getLogger(__name__)
 
 _context: Context | None = None
+EMBED_JOB_TASKS = 2048  # tasks one embed job takes on before it yields to pending rounds
 
 
 def embed_new_tasks(context: Context, project_id: int, stage: StageReporter = ignore_stage) -> dict[str, Any]:
-    """Embed tasks the cache lacks (after an import), so the next round only trains and ranks."""
+    """Embed up to EMBED_JOB_TASKS tasks the cache lacks; asks for a follow-up when more are left,
+    so that rounds requested meanwhile run in between."""
     stage("reading")
     settings = context.settings
-    spec = parse_label_config(context.client.get_project(project_id).get("label_config") or "")
-    snapshot = snapshot_tasks(project_id, context.client.iter_tasks(project_id), spec)
-    cache = context.store(project_id).embeddings(encoder_key(settings))
+    _, snapshot, _ = read_ledger(context, project_id)
     report = embed_missing(
         project_id,
         snapshot.tasks,
-        cache,
+        context.store(project_id).embeddings(encoder_key(settings)),
         load_encoder(settings),
         context.fetcher,
         settings.max_image_pixels,
         progress=lambda done, total: stage("embedding", done, total),
+        limit=EMBED_JOB_TASKS,
     )
-    return {"status": "done", "n_embedded": report.embedded, "n_skipped": len(report.failed)}
+    return {
+        "status": "done",
+        "n_embedded": report.embedded,
+        "n_skipped": len(report.failed),
+        "n_left": report.left,
+        "follow_up": report.left > 0,
+    }
 
 
 JOBS: dict[str, Callable[[Context, int, StageReporter], dict[str, Any]]] = {
@@ -100,4 +106,7 @@ def _rq_execute(kind: str, project_id: int) -> dict[str, Any]:
     if _context is None:
         _context = build_context(Settings.from_env(), job.connection)
     coordinator = RedisCoordinator(job.connection, _context.settings.round_timeout, _context.settings.lock_seconds)
-    return execute(kind, int(project_id), _context, coordinator)
+    result = execute(kind, int(project_id), _context, coordinator)
+    if result.get("follow_up"):
+        RQDispatcher(job.connection, _context.settings).request(kind, int(project_id))
+    return result

@@ -8,7 +8,9 @@ which describe the Enterprise API and reject some Community 1.23 answers.
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -23,13 +25,29 @@ logger = logging.getLogger(__name__)
 # Label Studio 1.23.2 on SQLite answers 500 ("Expression tree is too large") for pages of
 # 1,000 uploaded-file tasks; 500 works.
 TASK_PAGE_SIZE = 500
-PREDICTION_CHUNK = 1000  # predictions per bulk import request
+# Writes go in small requests with a pause between them: Label Studio on SQLite has one writer
+# at a time, and an annotator's submit that waits over 5 s for it fails with "database is locked".
+PREDICTION_CHUNK = 50  # predictions per bulk import request
 UNCERTAINTY_SAMPLING = "Uncertainty sampling"
+# The Data Manager filter for tasks with at least one annotation that is not a skip.
+LABELED_TASKS_QUERY = json.dumps(
+    {
+        "filters": {
+            "conjunction": "and",
+            "items": [
+                {"filter": "filter:tasks:total_annotations", "operator": "greater", "type": "Number", "value": 0}
+            ],
+        }
+    }
+)
 
 
 class LabelStudioClient:
-    def __init__(self, url: str, api_key: str, *, timeout: float = 60.0, max_retries: int = 3) -> None:
+    def __init__(
+        self, url: str, api_key: str, *, timeout: float = 60.0, max_retries: int = 3, write_pause: float = 0.0
+    ) -> None:
         self.url = url.rstrip("/")
+        self.write_pause = write_pause  # seconds between two write requests of one batch
         self._sdk = LabelStudio(base_url=self.url, api_key=api_key, timeout=timeout, max_retries=max_retries)
         self._http = self._sdk._client_wrapper.httpx_client
 
@@ -41,19 +59,20 @@ class LabelStudioClient:
     def get_project(self, project_id: int) -> dict[str, Any]:
         return dict(self._call("GET", f"api/projects/{project_id}"))
 
-    def iter_tasks(self, project_id: int) -> Iterator[dict[str, Any]]:
-        """Every task of the project with its annotations, page by page."""
+    def iter_tasks(self, project_id: int, *, with_annotations: bool = True) -> Iterator[dict[str, Any]]:
+        """Every task of the project, page by page: with its annotations, or only id and data (cheaper)."""
+        return self._iter_task_pages({"project": project_id, "fields": "all" if with_annotations else "task_only"})
+
+    def iter_labeled_tasks(self, project_id: int) -> Iterator[dict[str, Any]]:
+        """Only the tasks that have an annotation, with their annotations: costs what is labeled."""
+        return self._iter_task_pages({"project": project_id, "fields": "all", "query": LABELED_TASKS_QUERY})
+
+    def _iter_task_pages(self, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         page = 1
         while True:
             # resolve_uri=false: the raw URIs that /predict also receives, so cache keys agree.
-            params = {
-                "project": project_id,
-                "fields": "all",
-                "resolve_uri": "false",
-                "page": page,
-                "page_size": TASK_PAGE_SIZE,
-            }
-            answer = self._call("GET", "api/tasks", params=params, missing_ok=True)
+            query = {**params, "resolve_uri": "false", "page": page, "page_size": TASK_PAGE_SIZE}
+            answer = self._call("GET", "api/tasks", params=query, missing_ok=True)
             tasks = (answer or {}).get("tasks", []) if isinstance(answer, dict) else (answer or [])
             yield from tasks
             if len(tasks) < TASK_PAGE_SIZE:
@@ -63,6 +82,8 @@ class LabelStudioClient:
     def import_predictions(self, project_id: int, predictions: Sequence[dict[str, Any]]) -> int:
         created = 0
         for start in range(0, len(predictions), PREDICTION_CHUNK):
+            if start:
+                time.sleep(self.write_pause)
             chunk = list(predictions[start : start + PREDICTION_CHUNK])
             answer = self._call("POST", f"api/projects/{project_id}/import/predictions", json=chunk)
             created += int((answer or {}).get("created", 0))
@@ -81,8 +102,17 @@ class LabelStudioClient:
         answer = self._call("GET", f"api/projects/{project_id}/model-versions/")
         return {str(k): int(v) for k, v in (answer or {}).items()} if isinstance(answer, dict) else {}
 
-    def delete_predictions(self, project_id: int, model_version: str) -> None:
-        self._call("DELETE", f"api/projects/{project_id}/model-versions/", json={"model_version": model_version})
+    def predictions(self, project_id: int) -> list[dict[str, Any]]:
+        """Every prediction of the project ({"id", "task", "model_version", ...})."""
+        return list(self._call("GET", "api/predictions/", params={"project": project_id}) or [])
+
+    def delete_prediction(self, prediction_id: int) -> None:
+        """One prediction, in a transaction of its own.
+
+        Not DELETE /model-versions: that deletes a whole version in one transaction that
+        updates every affected task row, and holds annotators' submits until it commits.
+        """
+        self._call("DELETE", f"api/predictions/{prediction_id}/", missing_ok=True)
 
     def ml_backends(self, project_id: int) -> list[dict[str, Any]]:
         return list(self._call("GET", "api/ml/", params={"project": project_id}) or [])

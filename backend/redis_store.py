@@ -17,6 +17,7 @@ import numpy as np
 from redis import Redis
 
 from backend.coordination import KEY_PREFIX
+from backend.ledger import FileHashes, LabelLedger, RedisHashes
 from backend.store import ProjectStore, head_from_bytes, head_to_bytes, queue_from_bytes, queue_to_bytes, safe_name
 
 PROJECTS_KEY = f"{KEY_PREFIX}:state:projects"
@@ -100,6 +101,13 @@ def open_project_store(model_dir: Path, project_id: int, connection: Redis | Non
     if connection is None:
         return ProjectStore(model_dir, project_id)
     return RedisProjectStore(connection, model_dir, project_id)
+
+
+def open_project_ledger(model_dir: Path, project_id: int, connection: Redis | None) -> LabelLedger:
+    """The project's label ledger, in Redis beside its state, or in MODEL_DIR."""
+    if connection is None:
+        return LabelLedger(FileHashes.at(Path(model_dir) / "projects" / str(int(project_id)) / "ledger"))
+    return LabelLedger(RedisHashes(connection, f"{KEY_PREFIX}:ledger:{int(project_id)}"))
 
 
 def project_ids(model_dir: Path, connection: Redis | None) -> list[int]:

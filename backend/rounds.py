@@ -18,6 +18,7 @@ from backend.context import Context
 from backend.embedder import embed_missing, encoder_key, load_encoder
 from backend.errors import LabelStudioError
 from backend.label_config import ClassificationSpec, parse_label_config
+from backend.ledger_sync import SyncReport, sync_ledger
 from backend.predictions import bulk_predictions
 from backend.store import CachedEmbeddings, ProjectStore
 from model.alfamix.query import QueryConfig, QueryResult, cold_start, query
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 VERSION_PREFIX = "alfamix-"
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a round, in its record
 HEAD_CONFIG = HeadConfig()
+PRUNE_SECONDS = 5.0  # a round spends at most this long deleting old predictions
 
 
 class StageReporter(Protocol):
@@ -58,17 +60,17 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
     clock = _Clock()
     started_at = time.time()
     store = context.store(project_id)
-    project = context.client.get_project(project_id)
-    spec = parse_label_config(project.get("label_config") or "")
-    snapshot = snapshot_tasks(project_id, context.client.iter_tasks(project_id), spec)
+    spec, snapshot, sync = read_ledger(context, project_id)
     clock.lap("read_seconds")
 
     stage("embedding")
     runtime = load_encoder(settings)
     cache = store.embeddings(encoder_key(settings))
+    # Only labeled tasks are embedded here; the embed job embeds the rest as tasks arrive,
+    # and the round ranks whatever is embedded so far.
     report = embed_missing(
         project_id,
-        snapshot.tasks,
+        snapshot.labeled,
         cache,
         runtime,
         context.fetcher,
@@ -80,7 +82,7 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
     clock.lap("embed_seconds")
     if len(data.unlabeled_task_ids) == 0:
         # Label Studio refuses to serve a version no prediction carries: keep the live one.
-        logger.info("project %s: every embedded task is labeled; the queue stays as it is", project_id)
+        logger.info("project %s: no unlabeled task is embedded; the queue stays as it is", project_id)
         record: dict[str, Any] = {
             "status": "done",
             "model_version": None,
@@ -88,6 +90,8 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
             "n_tasks": len(snapshot.tasks),
             "n_labeled_tasks": len(data.labeled_task_ids),
             "n_unlabeled_tasks": 0,
+            "n_unembedded": len(snapshot.unlabeled),
+            "n_embedded": report.embedded,
             **clock.laps,
         }
         store.append_round(record)
@@ -109,10 +113,20 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
     previous = (store.live() or {}).get("model_version")
     model_version = _new_version(len(store.rounds()) + 1)
     predicted = _top_class(probs, len(data.unlabeled_task_ids))  # (N,)
-    batch = result.order[:n_query]  # the queue head: this round's diverse batch
+    batch = result.order[:n_query]  # this round's diverse batch
     _save_version(store, model_version, spec, head, data, result, predicted, settings.encoder, report.embedded)
     stage("pushing")
-    predictions = bulk_predictions(spec, data.unlabeled_task_ids, probs, result.score, result.cluster, model_version)
+    # Only the front of the queue is written: the tasks annotators get next. Label Studio asks
+    # /predict for any other task it opens without a prediction.
+    front = result.order[: settings.queue_head]  # (H,)
+    predictions = bulk_predictions(
+        spec,
+        data.unlabeled_task_ids[front],
+        probs[front] if probs is not None else None,
+        result.score[front],
+        result.cluster[front],
+        model_version,
+    )
     created = context.client.import_predictions(project_id, predictions)
     if created != len(predictions):
         # Label Studio drops predictions it cannot match to the config and still answers 201.
@@ -123,7 +137,8 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
     context.client.serve_model_version(project_id, model_version)
     store.set_live(model_version)
     clock.lap("push_seconds")
-    _prune_versions(context, store, project_id, keep={model_version, previous})
+    n_pruned = _prune_versions(context, store, project_id, keep={model_version, previous})
+    clock.lap("prune_seconds")
 
     record = {
         "status": "done",
@@ -136,6 +151,10 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
         "n_unlabeled_tasks": len(data.unlabeled_task_ids),
         "n_candidates": int(result.candidates.sum()),
         "n_predictions": created,
+        "n_pruned": n_pruned,
+        "n_unembedded": len(snapshot.unlabeled) - len(data.unlabeled_task_ids),
+        "tasks_listed": sync.tasks_listed,
+        "labeled_listed": sync.labeled_listed,
         "n_embedded": report.embedded,
         "skipped_tasks": {str(k): v for k, v in sorted(report.failed.items())},
         "rejected_annotations": {str(task_id): why for task_id, why in snapshot.rejected},
@@ -153,6 +172,15 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
         clock.total,
     )
     return record
+
+
+def read_ledger(context: Context, project_id: int) -> tuple[ClassificationSpec, ProjectSnapshot, SyncReport]:
+    """The project's label config and its tasks as the ledger has them, after a sync if due."""
+    project = context.client.get_project(project_id)
+    spec = parse_label_config(project.get("label_config") or "")
+    ledger = context.ledger(project_id)
+    sync = sync_ledger(context.client, project, ledger, context.settings.ledger_sync_seconds)
+    return spec, snapshot_tasks(project_id, ledger.tasks(), spec), sync
 
 
 def _training_set(snapshot: ProjectSnapshot, cached: CachedEmbeddings) -> TrainingSet:
@@ -220,14 +248,30 @@ def _save_version(
     )
 
 
-def _prune_versions(context: Context, store: ProjectStore, project_id: int, keep: set[str | None]) -> None:
-    """Delete this backend's older prediction versions, keeping the live one and the one before."""
-    for version in context.client.model_versions(project_id):
-        if version.startswith(VERSION_PREFIX) and version not in keep:
-            context.client.delete_predictions(project_id, version)
+def _prune_versions(context: Context, store: ProjectStore, project_id: int, keep: set[str | None]) -> int:
+    """Delete this backend's older predictions, keeping the live version and the one before.
+
+    One prediction per request with a pause between, for at most PRUNE_SECONDS: what is left
+    goes in the next round. Returns how many were deleted.
+    """
+    stale = [
+        p["id"]
+        for p in context.client.predictions(project_id)
+        if str(p.get("model_version", "")).startswith(VERSION_PREFIX) and p.get("model_version") not in keep
+    ]
+    deadline = time.monotonic() + PRUNE_SECONDS
+    deleted = 0
+    for prediction_id in stale:
+        if time.monotonic() > deadline:
+            logger.info("project %s: %d old predictions left for the next round", project_id, len(stale) - deleted)
+            break
+        context.client.delete_prediction(prediction_id)
+        deleted += 1
+        time.sleep(context.settings.write_pause)
     for version in store.versions():
         if version not in keep:
             store.remove_version(version)
+    return deleted
 
 
 def _compare_with_previous(

@@ -64,7 +64,7 @@ class WebhookRequest(BaseModel):
 class WebhookResponse(BaseModel):
     action: str
     project: int | None
-    status: str  # "queued", "already queued", "deferred" (queue unreachable) or "ignored"
+    status: str  # "queued", "already queued", "noted" (ledger only), "deferred" (queue unreachable) or "ignored"
 
 
 class HealthResponse(BaseModel):

@@ -33,6 +33,7 @@ class Settings:
     encoder_weights: str | None = "DEFAULT"  # ALFAMIX_ENCODER_WEIGHTS; "none" = random init
     device: str = "auto"  # ALFAMIX_DEVICE
     n_query: int = 100  # ALFAMIX_BATCH_SIZE: tasks in one round's diverse batch
+    queue_head: int = 200  # ALFAMIX_QUEUE_HEAD: predictions a round writes, the front of the queue
     head_epochs: int = 300  # ALFAMIX_HEAD_EPOCHS: full-batch training steps of the classifier head
     embed_batch_size: int = 64  # ALFAMIX_EMBED_BATCH_SIZE
     download_timeout: float = 30.0  # ALFAMIX_DOWNLOAD_TIMEOUT, seconds per image
@@ -41,6 +42,8 @@ class Settings:
     round_timeout: int = 3600  # ALFAMIX_ROUND_TIMEOUT, seconds a job waits for its project's lock
     lock_seconds: int = 60  # ALFAMIX_LOCK_SECONDS, how long a dead worker's lock blocks its project
     reconcile_seconds: float = 30.0  # ALFAMIX_RECONCILE_SECONDS, between catch-up checks for missed rounds
+    ledger_sync_seconds: float = 300.0  # ALFAMIX_LEDGER_SYNC_SECONDS, between listings of annotations
+    write_pause: float = 0.05  # ALFAMIX_WRITE_PAUSE, seconds between two write requests to Label Studio
     local_files_document_root: Path | None = None  # LOCAL_FILES_DOCUMENT_ROOT (Label Studio's name)
     # ALFAMIX_ALLOWED_MEDIA_HOSTS: comma-separated host names or networks (CIDR) that image URLs
     # may point to although they are internal; the Label Studio host is always allowed.
@@ -80,6 +83,7 @@ class Settings:
             encoder_weights=None if (weights or "").lower() == "none" else weights,
             device=env.choice("ALFAMIX_DEVICE", "auto", DEVICES),
             n_query=env.integer("ALFAMIX_BATCH_SIZE", 100, low=1, high=100_000),
+            queue_head=env.integer("ALFAMIX_QUEUE_HEAD", 200, low=1, high=1_000_000),
             head_epochs=env.integer("ALFAMIX_HEAD_EPOCHS", 300, low=1, high=1_000_000),
             embed_batch_size=env.integer("ALFAMIX_EMBED_BATCH_SIZE", 64, low=1, high=4096),
             download_timeout=env.number("ALFAMIX_DOWNLOAD_TIMEOUT", 30.0, low=0.1, high=600.0),
@@ -88,6 +92,8 @@ class Settings:
             round_timeout=env.integer("ALFAMIX_ROUND_TIMEOUT", 3600, low=10, high=7 * 24 * 3600),
             lock_seconds=env.integer("ALFAMIX_LOCK_SECONDS", 60, low=3, high=3600),
             reconcile_seconds=env.number("ALFAMIX_RECONCILE_SECONDS", 30.0, low=0.5, high=3600.0),
+            ledger_sync_seconds=env.number("ALFAMIX_LEDGER_SYNC_SECONDS", 300.0, low=1.0, high=7 * 24 * 3600.0),
+            write_pause=env.number("ALFAMIX_WRITE_PAUSE", 0.05, low=0.0, high=10.0),
             local_files_document_root=Path(root) if root else None,
             allowed_media_hosts=tuple(
                 host.strip() for host in (env.text("ALFAMIX_ALLOWED_MEDIA_HOSTS") or "").split(",") if host.strip()

@@ -22,7 +22,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -85,12 +85,21 @@ class EmbeddingCache:
     reader that races a compaction simply lists the folder again.
     """
 
+    _open: ClassVar[dict[Path, EmbeddingCache]] = {}
+    _open_lock: ClassVar[threading.Lock] = threading.Lock()
+
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._parts: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._merged: CachedEmbeddings | None = None
         self._merged_from: tuple[str, ...] = ()
         self._lock = threading.Lock()
+
+    @classmethod
+    def at(cls, directory: Path) -> EmbeddingCache:
+        """The process's one cache object for a folder, so its arrays stay loaded between rounds."""
+        with cls._open_lock:
+            return cls._open.setdefault(directory, cls(directory))
 
     def add(self, task_ids: np.ndarray, z: np.ndarray, sources: list[str]) -> None:
         if len(task_ids) == 0:
@@ -173,7 +182,7 @@ class ProjectStore:
         self.root = Path(model_dir) / "projects" / str(self.project_id)
 
     def embeddings(self, encoder_key: str) -> EmbeddingCache:
-        return EmbeddingCache(self.root / "embeddings" / safe_name(encoder_key, "encoder key"))
+        return EmbeddingCache.at(self.root / "embeddings" / safe_name(encoder_key, "encoder key"))
 
     def version_dir(self, model_version: str) -> Path:
         return self.root / "versions" / safe_name(model_version, "model version")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
@@ -19,6 +21,7 @@ N_TASKS = 1234
 
 class FakeLabelStudio(BaseHTTPRequestHandler):
     calls: ClassVar[list[tuple[str, str, str | None]]] = []
+    queries: ClassVar[list[dict[str, list[str]]]] = []
     failures_left = 0
 
     def do_GET(self) -> None:
@@ -33,6 +36,7 @@ class FakeLabelStudio(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         body = json.loads(self.rfile.read(length)) if length else None
         type(self).calls.append((self.command, url.path, self.headers.get("Authorization")))
+        type(self).queries.append(query)
         if url.path == "/api/projects/7" and type(self).failures_left > 0:
             type(self).failures_left -= 1
             return self._send(503, {"detail": "busy"})
@@ -63,6 +67,7 @@ class FakeLabelStudio(BaseHTTPRequestHandler):
 @pytest.fixture
 def client() -> Iterator[LabelStudioClient]:
     FakeLabelStudio.calls = []
+    FakeLabelStudio.queries = []
     FakeLabelStudio.failures_left = 0
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeLabelStudio)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -100,9 +105,27 @@ def test_legacy_tokens_authenticate_as_token(client: LabelStudioClient) -> None:
 
 
 def test_predictions_are_imported_in_chunks_and_counted(client: LabelStudioClient) -> None:
-    created = client.import_predictions(7, [{"task": i} for i in range(2500)])
-    assert created == 2500
-    assert [c[1] for c in FakeLabelStudio.calls].count("/api/projects/7/import/predictions") == 3
+    created = client.import_predictions(7, [{"task": i} for i in range(120)])
+    assert created == 120
+    assert [c[1] for c in FakeLabelStudio.calls].count("/api/projects/7/import/predictions") == 3  # 50 + 50 + 20
+
+
+def test_writes_pause_between_chunks() -> None:
+    paused = LabelStudioClient("http://127.0.0.1:9", "token-xyz", write_pause=0.2)
+    sent: list[float] = []
+    paused._call = lambda *args, **kwargs: sent.append(time.monotonic()) or {"created": 50}  # type: ignore[method-assign]
+    assert paused.import_predictions(7, [{"task": i} for i in range(150)]) == 150
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sent)]
+    assert len(gaps) == 2 and min(gaps) >= 0.2
+
+
+def test_labeled_tasks_are_listed_with_the_total_annotations_filter(client: LabelStudioClient) -> None:
+    list(client.iter_labeled_tasks(7))
+    query = FakeLabelStudio.queries[-1]
+    assert query["fields"] == ["all"]
+    assert json.loads(query["query"][0])["filters"]["items"] == [
+        {"filter": "filter:tasks:total_annotations", "operator": "greater", "type": "Number", "value": 0}
+    ]
 
 
 def test_unreachable_label_studio_is_a_label_studio_error() -> None:

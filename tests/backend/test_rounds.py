@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from backend import jobs, ledger_sync
 from backend.context import Context
 from backend.errors import LabelStudioError
+from backend.jobs import embed_new_tasks
 from backend.rounds import run_round
 from backend.settings import Settings
 from backend.store import ProjectStore
@@ -34,39 +37,54 @@ class FakeLabelStudio:
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
         self.labels: dict[int, str] = {}
-        self.versions: dict[str, int] = {"alfamix-0-20250101000000": 5, "someone-elses-model": 3}
+        # Predictions of an older version of this backend, and another model's.
+        self.stored = [{"id": 900 + t, "task": t, "model_version": "alfamix-0-20250101000000"} for t in range(1, 6)]
+        self.stored += [{"id": 950 + t, "task": t, "model_version": "someone-elses-model"} for t in range(1, 4)]
         self.drop_one = False
 
     def get_project(self, project_id: int) -> dict[str, Any]:
-        return {"id": project_id, "label_config": CONFIG}
+        counts = {"task_number": 20, "total_annotations_number": len(self.labels)}
+        return {"id": project_id, "label_config": CONFIG, **counts}
 
-    def iter_tasks(self, project_id: int) -> list[dict[str, Any]]:
-        def annotations(task_id: int) -> list[dict[str, Any]]:
-            if task_id not in self.labels:
-                return []
-            result = [{"from_name": "label", "type": "choices", "value": {"choices": [self.labels[task_id]]}}]
-            return [{"id": task_id, "result": result, "was_cancelled": False, "updated_at": "2026-01-01T00:00:00Z"}]
+    def task(self, task_id: int) -> dict[str, Any]:
+        data = {"image": f"/data/upload/{task_id}.png"}
+        return {"id": task_id, "data": data, "annotations": self.annotations(task_id)}
 
-        return [
-            {"id": t, "data": {"image": f"/data/upload/{t}.png"}, "annotations": annotations(t)} for t in range(1, 21)
-        ]
+    def annotations(self, task_id: int) -> list[dict[str, Any]]:
+        if task_id not in self.labels:
+            return []
+        result = [{"from_name": "label", "type": "choices", "value": {"choices": [self.labels[task_id]]}}]
+        return [{"id": task_id, "result": result, "was_cancelled": False, "updated_at": "2026-01-01T00:00:00Z"}]
+
+    def iter_tasks(self, project_id: int, with_annotations: bool = True) -> list[dict[str, Any]]:
+        self.calls.append(("list tasks", with_annotations))
+        return [self.task(t) for t in range(1, 21)]
+
+    def iter_labeled_tasks(self, project_id: int) -> list[dict[str, Any]]:
+        self.calls.append(("list labeled", None))
+        return [self.task(t) for t in sorted(self.labels)]
 
     def import_predictions(self, project_id: int, predictions: list[dict[str, Any]]) -> int:
         self.calls.append(("import", predictions))
-        stored = len(predictions) - int(self.drop_one)
-        if predictions:
-            self.versions[predictions[0]["model_version"]] = stored
-        return stored
+        stored = predictions[: len(predictions) - int(self.drop_one)]
+        self.stored += [{"id": 2000 + len(self.stored) + i, **p} for i, p in enumerate(stored)]
+        return len(stored)
 
     def serve_model_version(self, project_id: int, model_version: str) -> None:
         self.calls.append(("serve", model_version))
 
-    def model_versions(self, project_id: int) -> dict[str, int]:
-        return dict(self.versions)
+    def predictions(self, project_id: int) -> list[dict[str, Any]]:
+        return list(self.stored)
 
-    def delete_predictions(self, project_id: int, model_version: str) -> None:
-        self.calls.append(("delete", model_version))
-        del self.versions[model_version]
+    def delete_prediction(self, prediction_id: int) -> None:
+        self.calls.append(("delete", prediction_id))
+        self.stored = [p for p in self.stored if p["id"] != prediction_id]
+
+    def versions(self) -> set[str]:
+        return {p["model_version"] for p in self.stored}
+
+    def writes(self) -> list[str]:
+        return [kind for kind, _ in self.calls if not kind.startswith("list")]
 
 
 class FakeFetcher:
@@ -76,44 +94,75 @@ class FakeFetcher:
 
 @pytest.fixture
 def setup(tmp_path: Path) -> tuple[Context, FakeLabelStudio]:
-    settings = Settings(model_dir=tmp_path, encoder="resnet18", encoder_weights=None, device="cpu", n_query=4)
+    settings = Settings(
+        model_dir=tmp_path, encoder="resnet18", encoder_weights=None, device="cpu", n_query=4, write_pause=0.0
+    )
     fake = FakeLabelStudio()
     return Context(settings, fake, FakeFetcher()), fake  # type: ignore[arg-type]
 
 
-def test_round_pushes_every_unlabeled_task_then_switches_then_prunes_old_versions(setup: Any) -> None:
-    context, fake = setup
-    fake.labels = {1: "dark", 2: "dark", 11: "light", 12: "light"}
-    record = run_round(context, 5)
+def embedded_round(context: Context, fake: FakeLabelStudio) -> dict[str, Any]:
+    """As in the service: the embed job (started on connect) has embedded the pool before the round."""
+    embed_new_tasks(context, 5)
+    fake.calls.clear()
+    return run_round(context, 5)
 
-    kinds = [kind for kind, _ in fake.calls]
-    assert kinds == ["import", "serve", "delete"]
+
+def test_round_pushes_the_queue_front_then_switches_then_prunes_old_predictions(setup: Any) -> None:
+    context, fake = setup
+    context.settings = replace(context.settings, queue_head=6)
+    fake.labels = {1: "dark", 2: "dark", 11: "light", 12: "light"}
+    record = embedded_round(context, fake)
+
+    assert fake.writes() == ["import", "serve"] + ["delete"] * 5
+    assert [kind for kind, _ in fake.calls if kind.startswith("list")] == []  # the ledger knew everything
     pushed = fake.calls[0][1]
-    assert sorted(p["task"] for p in pushed) == [t for t in range(1, 21) if t not in fake.labels]
+    queue = ProjectStore(context.settings.model_dir, 5).load_queue(record["model_version"])
+    front = queue["task_ids"][np.argsort(queue["score"], kind="stable")[:6]]
+    assert sorted(p["task"] for p in pushed) == sorted(front.tolist())
+    assert len(queue["task_ids"]) == 16  # every unlabeled task is ranked, for /predict
     assert {p["model_version"] for p in pushed} == {record["model_version"]}
     # A linear head on two well-separated groups predicts each group's class.
     predicted = {p["task"]: p["result"][0]["value"]["choices"] for p in pushed}
     assert all(predicted[t] == (["dark"] if t <= 10 else ["light"]) for t in predicted)
     assert sorted(p["score"] for p in pushed)[0] == 0.0
     assert fake.calls[1] == ("serve", record["model_version"])
-    # Only this backend's older versions go; another model's predictions stay.
-    assert fake.calls[2] == ("delete", "alfamix-0-20250101000000")
-    assert "someone-elses-model" in fake.versions
+    # Only this backend's older predictions go, one request each; another model's stay.
+    assert [arg for kind, arg in fake.calls if kind == "delete"] == [901, 902, 903, 904, 905]
+    assert fake.versions() == {"someone-elses-model", record["model_version"]}
     assert ProjectStore(context.settings.model_dir, 5).live()["model_version"] == record["model_version"]
-    assert record["n_labeled_tasks"] == 4 and record["n_predictions"] == 16 and record["n_embedded"] == 20
+    assert record["n_labeled_tasks"] == 4 and record["n_predictions"] == 6 and record["n_pruned"] == 5
+    assert record["n_embedded"] == 0 and record["n_unembedded"] == 0
 
 
-def test_a_second_round_embeds_nothing_and_reports_pre_label_accuracy(setup: Any) -> None:
+def test_labels_from_webhooks_reach_the_next_round_without_listing_tasks(setup: Any) -> None:
     context, fake = setup
     fake.labels = {1: "dark", 11: "light"}
-    first = run_round(context, 5)
+    first = embedded_round(context, fake)
     fake.labels |= {2: "dark", 3: "light", 13: "light"}  # the model said dark, dark, light: 2 of 3 right
+    for task_id in (2, 3, 13):
+        payload = {"annotation": {**fake.annotations(task_id)[0], "task": task_id}, "task": fake.task(task_id)}
+        context.ledger(5).apply_event("ANNOTATION_CREATED", payload)
+    fake.calls.clear()
     second = run_round(context, 5)
-    assert second["n_embedded"] == 0
+    assert [kind for kind, _ in fake.calls if kind.startswith("list")] == []
+    assert second["n_labeled_tasks"] == 5 and second["n_embedded"] == 0
     assert second["n_prelabeled"] == 3
     assert second["prelabel_accuracy"] == pytest.approx(2 / 3)
     # The previous version is kept for rollback, the one before is deleted.
-    assert first["model_version"] in fake.versions and second["model_version"] in fake.versions
+    assert first["model_version"] in fake.versions() and second["model_version"] in fake.versions()
+
+
+def test_a_missed_webhook_is_caught_by_the_annotation_count(setup: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ledger_sync, "LABELS_RETRY_SECONDS", 0.0)
+    context, fake = setup
+    fake.labels = {1: "dark", 11: "light"}
+    embedded_round(context, fake)
+    fake.labels[2] = "dark"  # labeled in Label Studio, but its webhook never arrived
+    fake.calls.clear()
+    record = run_round(context, 5)
+    assert [kind for kind, _ in fake.calls if kind.startswith("list")] == ["list labeled"]
+    assert record["n_labeled_tasks"] == 3 and record["labeled_listed"] == 3 and record["tasks_listed"] is None
 
 
 def test_the_project_keeps_its_version_when_label_studio_stores_fewer_predictions(setup: Any) -> None:
@@ -121,23 +170,42 @@ def test_the_project_keeps_its_version_when_label_studio_stores_fewer_prediction
     fake.labels = {1: "dark", 11: "light"}
     fake.drop_one = True
     with pytest.raises(LabelStudioError, match="Label Studio stored 17 of 18 predictions"):
-        run_round(context, 5)
-    assert [kind for kind, _ in fake.calls] == ["import"]
+        embedded_round(context, fake)
+    assert fake.writes() == ["import"]
     assert ProjectStore(context.settings.model_dir, 5).live() is None
 
 
 def test_a_fully_labeled_project_keeps_its_queue(setup: Any) -> None:
     context, fake = setup
     fake.labels = {t: "dark" if t <= 10 else "light" for t in range(1, 21)}
-    record = run_round(context, 5)
+    record = embedded_round(context, fake)
     assert record["n_unlabeled_tasks"] == 0 and record["model_version"] is None
-    assert fake.calls == []
+    assert fake.writes() == []
 
 
 def test_a_round_before_any_label_orders_by_diversity_with_empty_results(setup: Any) -> None:
     context, fake = setup
-    record = run_round(context, 5)
+    record = embedded_round(context, fake)
     pushed = fake.calls[0][1]
     assert len(pushed) == 20 and all(p["result"] == [] for p in pushed)
     assert sorted(p["score"] for p in pushed) == pytest.approx(np.linspace(0, 1, 20).tolist())
     assert record["n_labeled_tasks"] == 0
+
+
+def test_the_embed_job_takes_a_limited_number_of_tasks_and_asks_for_more(
+    setup: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jobs, "EMBED_JOB_TASKS", 8)
+    context, _ = setup
+    first = embed_new_tasks(context, 5)
+    assert (first["n_embedded"], first["n_left"], first["follow_up"]) == (8, 12, True)
+    second, third = embed_new_tasks(context, 5), embed_new_tasks(context, 5)
+    assert (second["n_left"], third["n_embedded"], third["follow_up"]) == (4, 4, False)
+
+
+def test_a_round_ranks_what_is_embedded_and_embeds_labeled_tasks_itself(setup: Any) -> None:
+    context, fake = setup
+    fake.labels = {1: "dark", 11: "light"}
+    record = run_round(context, 5)  # no embed job ran: only the two labeled tasks are embedded
+    assert record["n_embedded"] == 2 and record["n_unembedded"] == 18
+    assert record["n_unlabeled_tasks"] == 0 and record["model_version"] is None

@@ -1,16 +1,32 @@
-"""Read the deployment files the way Docker would: Dockerfile instructions, compose YAML, .env.example."""
+"""Read the deployment files the way Docker would: Dockerfile instructions, compose YAML, .env.example.
+
+And the way Label Studio would: :func:`label_studio_database` asks the pinned Label Studio's
+own settings code which database an environment selects.
+"""
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from tests.e2e.label_studio import ensure_venv
+
 ROOT = Path(__file__).resolve().parents[2]
 INTERPOLATION = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")
+# Loads Label Studio's settings module as `label-studio start` does (label_studio/server.py) and
+# prints the database Django would connect to; importing the settings connects to nothing.
+_PRINT_DATABASE = """
+import json, os, sys
+import label_studio
+sys.path.insert(0, os.path.dirname(label_studio.__file__))
+from django.conf import settings
+print(json.dumps(settings.DATABASES["default"]))
+"""
 
 
 def dockerfile_instructions(path: Path = ROOT / "Dockerfile") -> list[tuple[str, str]]:
@@ -81,3 +97,26 @@ def resolve(value: str, variables: dict[str, str]) -> str:
         return current
 
     return re.sub(r"\$\{([A-Z0-9_]+)(:[-?])?([^}]*)\}", substitute, value)
+
+
+def label_studio_database(environment: dict[str, str], scratch: Path) -> dict[str, Any]:
+    """``settings.DATABASES["default"]`` of the pinned Label Studio, started with only ``environment``.
+
+    ``scratch`` takes the folders its settings create on import.
+    """
+    python = ensure_venv().parent / "python"
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(scratch),
+        "LABEL_STUDIO_BASE_DATA_DIR": str(scratch / "data"),
+        "XDG_CONFIG_HOME": str(scratch / "config"),
+        "DJANGO_SETTINGS_MODULE": "core.settings.label_studio",  # what label-studio and its image use
+        "LATEST_VERSION_CHECK": "false",
+        "COLLECT_ANALYTICS": "false",
+        **environment,
+    }
+    completed = subprocess.run(
+        [str(python), "-c", _PRINT_DATABASE], env=env, cwd=scratch, capture_output=True, text=True, timeout=120
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return dict(json.loads(completed.stdout.strip().splitlines()[-1]))

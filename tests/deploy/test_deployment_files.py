@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +22,10 @@ from tests.deploy.files import (
     env_example,
     exec_form,
     interpolated_names,
+    label_studio_database,
+    resolve,
 )
+from tests.e2e.postgres import Postgres
 
 BACKEND_SERVICES = ("backend", "worker")
 REQUIRED_BACKEND_ENV = {"LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "REDIS_URL", "MODEL_DIR"}
@@ -68,6 +73,12 @@ def services() -> dict[str, Any]:
 
 def environment(service: str) -> dict[str, str]:
     return {key: str(value) for key, value in (services()[service].get("environment") or {}).items()}
+
+
+def label_studio_database_environment() -> dict[str, str]:
+    """The label-studio service's variables that choose its database."""
+    env = environment("label-studio")
+    return {key: value for key, value in env.items() if key == "DJANGO_DB" or key.startswith("POSTGRE_")}
 
 
 # --- Dockerfile --------------------------------------------------------------------------
@@ -118,12 +129,14 @@ def test_state_and_weights_are_volumes_and_no_secret_is_baked_in() -> None:
 # --- docker-compose.yml ------------------------------------------------------------------
 
 
-def test_the_stack_has_its_four_services_with_pinned_images() -> None:
-    assert set(services()) == {"label-studio", "redis", "backend", "worker"}
+def test_the_stack_has_its_five_services_with_pinned_images() -> None:
+    assert set(services()) == {"label-studio", "postgres", "redis", "backend", "worker"}
     for name, service in services().items():
         image = service["image"]
         assert ":" in image and not image.endswith(":latest"), f"{name}: {image} is not pinned"
     assert services()["label-studio"]["image"] == "heartexlabs/label-studio:1.23.2"
+    # A minor version, not a moving major tag such as postgres:13.
+    assert re.fullmatch(r"postgres:\d+\.\d+", services()["postgres"]["image"])
 
 
 @pytest.mark.parametrize(("service", "module"), [("backend", "backend"), ("worker", "backend.worker")])
@@ -172,7 +185,52 @@ def test_dependencies_wait_for_health_and_redis_persists() -> None:
     redis = services()["redis"]
     assert redis["command"][1:3] == ["--appendonly", "yes"]
     assert [mount.split(":")[1] for mount in redis["volumes"]] == ["/data"]
-    assert set(compose()["volumes"]) == {"label-studio-data", "redis-data", "models", "torch-cache"}
+    assert set(compose()["volumes"]) == {"postgres-data", "label-studio-data", "redis-data", "models", "torch-cache"}
+
+
+# --- Label Studio on PostgreSQL ------------------------------------------------------------
+
+
+def test_postgres_keeps_its_data_in_a_named_volume_and_reports_health_with_pg_isready() -> None:
+    postgres = services()["postgres"]
+    assert postgres["volumes"] == ["postgres-data:/var/lib/postgresql/data"]
+    kind, command = postgres["healthcheck"]["test"]
+    assert kind == "CMD-SHELL" and command.startswith("pg_isready ")
+    # TCP, so the socket-only server the image runs while initialising does not count as healthy.
+    assert "-h 127.0.0.1" in command
+    assert services()["label-studio"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+
+
+def test_label_studio_and_postgres_take_the_same_database_user_and_password() -> None:
+    label_studio, postgres = environment("label-studio"), environment("postgres")
+    for label_studio_name, postgres_name in [
+        ("POSTGRE_NAME", "POSTGRES_DB"),
+        ("POSTGRE_USER", "POSTGRES_USER"),
+        ("POSTGRE_PASSWORD", "POSTGRES_PASSWORD"),
+    ]:
+        assert interpolated_names(label_studio[label_studio_name]) == {label_studio_name}
+        assert interpolated_names(postgres[postgres_name]) == {label_studio_name}
+
+
+def test_label_studio_database_names_are_the_ones_the_postgres_e2e_tests_run_with() -> None:
+    assert set(label_studio_database_environment()) == set(Postgres().label_studio_env("any"))
+
+
+def test_label_studio_settings_select_the_postgres_service(tmp_path: Path) -> None:
+    variables = env_example()
+    label_studio_env = {key: resolve(value, variables) for key, value in label_studio_database_environment().items()}
+
+    database = label_studio_database(label_studio_env, tmp_path)
+
+    assert database == {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": variables["POSTGRE_NAME"],
+        "USER": variables["POSTGRE_USER"],
+        "PASSWORD": variables["POSTGRE_PASSWORD"],
+        "HOST": "postgres",
+        "PORT": 5432,
+    }
+    assert label_studio_database({}, tmp_path)["ENGINE"] == "django.db.backends.sqlite3"  # without DJANGO_DB
 
 
 # --- .env.example and README ---------------------------------------------------------------

@@ -6,6 +6,10 @@ directories) under one root folder. A fresh database takes about 20 s to migrate
 so the first start builds a migrated, user-less template database inside the venv
 and every later start copies it (about 3 s to a first answer).
 
+With ``database="postgresql"`` the server writes to a fresh PostgreSQL database instead
+(see ``tests/e2e/postgres.py``), made by ``CREATE DATABASE ... TEMPLATE`` from a migrated
+template database that the first such start builds, and dropped on stop.
+
 Only the standard library and ``requests`` are used here.
 """
 
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import re
@@ -27,6 +32,8 @@ from pathlib import Path
 from types import TracebackType
 
 import requests
+
+from tests.e2e.postgres import Postgres, ensure_template, unique_name
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +63,8 @@ _INHERITED_NAMES_TO_DROP = (
 )
 _STARTED_RE = re.compile(r"Starting development server at http://[^:/]+:(\d+)/")
 _TEMPLATE_DB_NAME = "label_studio.sqlite3"
+_POSTGRES_TEMPLATE = "alfamix_ls_template_" + LABEL_STUDIO_VERSION.replace(".", "_")
+DATABASES = ("sqlite", "postgresql")
 _LOG_TAIL_LINES = 40
 
 
@@ -63,17 +72,19 @@ class LabelStudioError(RuntimeError):
     """The Label Studio server (or its venv, or its template database) could not be made ready."""
 
 
+@functools.cache
 def ensure_venv() -> Path:
-    """Path of the ``label-studio`` executable; runs scripts/label_studio_venv.sh when it is missing."""
-    stamp = VENV / f".installed-label-studio-{LABEL_STUDIO_VERSION}"
-    executable = VENV / "bin" / "label-studio"
-    if not (stamp.is_file() and executable.is_file()):
-        completed = subprocess.run(["bash", str(VENV_SCRIPT)], cwd=REPO_ROOT, capture_output=True, text=True)
-        if completed.returncode != 0:
-            raise LabelStudioError(
-                f"{VENV_SCRIPT.name} failed with exit code {completed.returncode}:\n{completed.stderr[-4000:]}"
-            )
-    return executable
+    """Path of the ``label-studio`` executable, after scripts/label_studio_venv.sh (instant once installed).
+
+    The script alone knows what the venv should hold (its stamp names the pins), so it runs
+    once per process rather than this function guessing the stamp.
+    """
+    completed = subprocess.run(["bash", str(VENV_SCRIPT)], cwd=REPO_ROOT, capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise LabelStudioError(
+            f"{VENV_SCRIPT.name} failed with exit code {completed.returncode}:\n{completed.stderr[-4000:]}"
+        )
+    return VENV / "bin" / "label-studio"
 
 
 def free_port() -> int:
@@ -121,6 +132,27 @@ def _server_env(root: Path, data_dir: Path, extra: dict[str, str]) -> dict[str, 
     return env
 
 
+def _migrate(executable: Path, build_root: Path, extra_env: dict[str, str]) -> Path:
+    """Runs ``label-studio version`` (it applies the migrations and exits) in ``build_root``; its data dir."""
+    data_dir = build_root / "data"
+    log_path = build_root / "migrate.log"
+    with open(log_path, "wb") as log:
+        completed = subprocess.run(
+            [str(executable), "version"],
+            cwd=build_root,
+            env=_server_env(build_root, data_dir, extra_env),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=600,
+        )
+    if completed.returncode != 0:
+        raise LabelStudioError(
+            f"migrating a template database failed (exit code {completed.returncode}):\n{_tail(log_path)}"
+        )
+    return data_dir
+
+
 def migrated_template(executable: Path) -> Path:
     """A migrated Label Studio database with no user in it, built once per venv.
 
@@ -138,31 +170,29 @@ def migrated_template(executable: Path) -> Path:
         if template.is_file():
             return template
         with tempfile.TemporaryDirectory(prefix="build-", dir=template_dir) as build:
-            build_root = Path(build)
-            data_dir = build_root / "data"
-            log_path = build_root / "migrate.log"
             started = time.monotonic()
-            with open(log_path, "wb") as log:
-                completed = subprocess.run(
-                    [str(executable), "version"],
-                    cwd=build_root,
-                    env=_server_env(build_root, data_dir, {}),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    timeout=600,
-                )
+            data_dir = _migrate(executable, Path(build), {})
             built = data_dir / _TEMPLATE_DB_NAME
-            if completed.returncode != 0 or not built.is_file():
-                raise LabelStudioError(
-                    f"migrating a template database failed (exit code {completed.returncode}):\n{_tail(log_path)}"
-                )
+            if not built.is_file():
+                raise LabelStudioError(f"label-studio version wrote no {built}:\n{_tail(Path(build) / 'migrate.log')}")
             leftovers = [p.name for p in data_dir.glob(_TEMPLATE_DB_NAME + "-*")]
             if leftovers:
                 raise LabelStudioError(f"template database left journal files behind: {leftovers}")
             os.replace(built, template)
             logger.info("migrated a template Label Studio database in %.1f s", time.monotonic() - started)
     return template
+
+
+def migrated_postgres_template(executable: Path, postgres: Postgres) -> str:
+    """The name of a migrated, user-less PostgreSQL database to copy, built once per server and version."""
+    template_dir = VENV / f"template-{LABEL_STUDIO_VERSION}"
+    template_dir.mkdir(parents=True, exist_ok=True)
+
+    def build(database: str) -> None:
+        with tempfile.TemporaryDirectory(prefix="build-postgres-", dir=template_dir) as build_root:
+            _migrate(executable, Path(build_root), postgres.label_studio_env(database))
+
+    return ensure_template(postgres, _POSTGRES_TEMPLATE, template_dir / ".postgres.lock", build)
 
 
 class LabelStudioServer:
@@ -174,8 +204,11 @@ class LabelStudioServer:
             requests.get(f"{ls.url}/api/projects", headers=ls.headers)
 
     Everything lives under ``root`` (a new temporary folder, removed on stop, when
-    none is given): ``data/`` (database, uploads), ``files/`` (the local-files
+    none is given): ``data/`` (SQLite database, uploads), ``files/`` (the local-files
     document root, also :attr:`document_root`), ``xdg/`` and ``label-studio.log``.
+
+    ``database`` is ``"sqlite"`` or ``"postgresql"``; with the latter the server writes to a
+    fresh database on :attr:`postgres` named :attr:`postgres_database`, dropped on stop.
     """
 
     def __init__(
@@ -190,7 +223,10 @@ class LabelStudioServer:
         extra_env: dict[str, str] | None = None,
         reuse_migrations: bool = True,
         startup_timeout: float = 180.0,
+        database: str = "sqlite",
     ) -> None:
+        if database not in DATABASES:
+            raise ValueError(f"database={database!r} should be one of {DATABASES}")
         self._owns_root = root is None
         self.root = Path(tempfile.mkdtemp(prefix="label-studio-")) if root is None else Path(root)
         self.data_dir = self.root / "data"
@@ -207,6 +243,9 @@ class LabelStudioServer:
         self.reuse_migrations = reuse_migrations
         self.startup_timeout = startup_timeout
         self.startup_seconds: float | None = None
+        self.database = database
+        self.postgres = Postgres.from_env() if database == "postgresql" else None
+        self.postgres_database: str | None = None  # set by start(); kept after stop() for checks
         self._process: subprocess.Popen[bytes] | None = None
         self._personal_access_token: str | None = None
 
@@ -236,9 +275,7 @@ class LabelStudioServer:
         started = time.monotonic()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.document_root.mkdir(parents=True, exist_ok=True)
-        database = self.data_dir / _TEMPLATE_DB_NAME
-        if self.reuse_migrations and not database.exists():
-            shutil.copyfile(migrated_template(executable), database)
+        database_env = self._prepare_database(executable)
         if self.port is None:
             self.port = free_port()
         env = _server_env(
@@ -254,6 +291,7 @@ class LabelStudioServer:
                 "SSRF_PROTECTION_ENABLED": "false",
                 "LOCAL_FILES_SERVING_ENABLED": "true",
                 "LOCAL_FILES_DOCUMENT_ROOT": str(self.document_root),
+                **database_env,
                 **self.extra_env,
             },
         )
@@ -268,17 +306,17 @@ class LabelStudioServer:
             "--data-dir",
             str(self.data_dir),
         ]
-        with open(self.log_path, "ab") as log:
-            self._process = subprocess.Popen(
-                command,
-                cwd=self.root,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, so stop() reaches every child
-            )
         try:
+            with open(self.log_path, "ab") as log:
+                self._process = subprocess.Popen(
+                    command,
+                    cwd=self.root,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own process group, so stop() reaches every child
+                )
             self._wait_until_ready(started)
         except BaseException:
             self.stop()
@@ -286,6 +324,18 @@ class LabelStudioServer:
         self.startup_seconds = time.monotonic() - started
         logger.info("Label Studio up at %s after %.1f s", self.url, self.startup_seconds)
         return self
+
+    def _prepare_database(self, executable: Path) -> dict[str, str]:
+        """Copies a migrated template into place; the variables that point the server at it."""
+        if self.postgres is None:
+            database = self.data_dir / _TEMPLATE_DB_NAME
+            if self.reuse_migrations and not database.exists():
+                shutil.copyfile(migrated_template(executable), database)
+            return {}
+        template = migrated_postgres_template(executable, self.postgres) if self.reuse_migrations else None
+        self.postgres_database = unique_name("alfamix_ls")
+        self.postgres.create(self.postgres_database, template=template)
+        return self.postgres.label_studio_env(self.postgres_database)
 
     def _wait_until_ready(self, started: float) -> None:
         assert self._process is not None
@@ -315,7 +365,7 @@ class LabelStudioServer:
         )
 
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM to the process group, SIGKILL after ``timeout`` seconds; removes a temporary root."""
+        """SIGTERM to the group, SIGKILL after ``timeout`` s; drops its PostgreSQL database; removes a temp root."""
         process, self._process = self._process, None
         if process is not None:
             with contextlib.suppress(ProcessLookupError):
@@ -326,6 +376,8 @@ class LabelStudioServer:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=timeout)
+        if self.postgres is not None and self.postgres_database is not None:
+            self.postgres.drop(self.postgres_database)
         if self._owns_root:
             shutil.rmtree(self.root, ignore_errors=True)
 

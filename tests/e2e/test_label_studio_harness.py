@@ -152,3 +152,48 @@ def test_upload_downloads_with_a_personal_access_token_exchanged_for_bearer(
     assert response.status_code == 200
     assert response.content.startswith(b"\x89PNG")
     assert raw_pat.status_code == 401  # the PAT itself is a refresh token, not a bearer token
+
+
+# --- Label Studio on PostgreSQL -------------------------------------------------------------
+
+
+def test_postgres_server_stores_an_imported_project_in_its_fresh_database(
+    label_studio_postgres: LabelStudioServer, tmp_path: Path
+) -> None:
+    ls = label_studio_postgres
+    assert ls.database == "postgresql" and ls.postgres is not None and ls.postgres_database is not None
+    created = ls.session().post(
+        f"{ls.url}/api/projects", json={"title": "MNIST on PostgreSQL", "label_config": DIGITS_CONFIG}, timeout=30
+    )
+    assert created.status_code == 201, created.text
+    project_id = int(created.json()["id"])
+    written = write_mnist_pngs(tmp_path, 5, random_state=1)
+    task_files = import_images(ls.url, ls.api_key, project_id, [path for path, _ in written])
+
+    next_task = ls.session().get(f"{ls.url}/api/projects/{project_id}/next", timeout=30)
+
+    assert next_task.status_code == 200, next_task.text
+    assert next_task.json()["id"] in task_files
+    rows = ls.postgres.query(
+        f"SELECT p.title, count(t.id) FROM project p JOIN task t ON t.project_id = p.id "
+        f"WHERE p.id = {project_id} GROUP BY p.title",
+        database=ls.postgres_database,
+    )
+    assert rows == [("MNIST on PostgreSQL", "5")]
+    assert not list(ls.root.rglob("*.sqlite3")), "Label Studio wrote a SQLite database as well"
+
+
+def test_postgres_server_drops_its_database_on_stop() -> None:
+    server = LabelStudioServer(database="postgresql")
+    assert server.postgres is not None
+    with server:
+        database = server.postgres_database
+        assert database is not None and server.postgres.exists(database)
+
+    assert not server.postgres.exists(database)
+    assert not server.root.exists()
+
+
+def test_unknown_database_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"database='mysql' should be one of \('sqlite', 'postgresql'\)"):
+        LabelStudioServer(database="mysql")
