@@ -25,8 +25,10 @@ RQ_QUEUE = "alfamix"  # a queue name of our own, apart from anything Label Studi
 RQ_FUNCTIONS = {
     "round": "backend.jobs.rq_round",
     "embed": "backend.jobs.rq_embed",
+    "prune": "backend.jobs.rq_prune",
     "secure_webhooks": "backend.jobs.rq_secure_webhooks",
 }
+JobRequest = Callable[[str, int], bool]  # (kind, project_id) -> False when one is already pending
 
 
 class QueueUnavailableError(BackendError):
@@ -34,8 +36,6 @@ class QueueUnavailableError(BackendError):
 
 
 class Dispatcher(Protocol):
-    """A job whose result says ``"follow_up": True`` is requested again once it ends."""
-
     @property
     def coordinator(self) -> Coordinator: ...
 
@@ -97,7 +97,7 @@ class RQDispatcher:
 class ThreadDispatcher:
     """Runs jobs one at a time in a daemon thread; ``run(kind, project_id, coordinator)`` does the work."""
 
-    def __init__(self, run: Callable[[str, int, LocalCoordinator], object]) -> None:
+    def __init__(self, run: Callable[[str, int, LocalCoordinator, JobRequest], object]) -> None:
         self.coordinator = LocalCoordinator()
         self._run = run
         self._jobs: queue.Queue[tuple[str, int] | None] = queue.Queue()
@@ -118,9 +118,7 @@ class ThreadDispatcher:
         while (job := self._jobs.get()) is not None:
             kind, project_id = job
             try:
-                result = self._run(kind, project_id, self.coordinator)
-                if isinstance(result, dict) and result.get("follow_up"):
-                    self.request(kind, project_id)
+                self._run(kind, project_id, self.coordinator, self.request)
             except Exception as error:  # the thread must survive a failed job
                 logger.debug("project %s: %s job ended with %s", project_id, kind, type(error).__name__)
                 self.coordinator.clear_pending(kind, project_id)
@@ -132,10 +130,10 @@ def build_dispatcher(settings: Settings, connection: Redis | None) -> Dispatcher
     return ThreadDispatcher(_embedded_runner(settings))
 
 
-def _embedded_runner(settings: Settings) -> Callable[[str, int, LocalCoordinator], object]:
+def _embedded_runner(settings: Settings) -> Callable[[str, int, LocalCoordinator, JobRequest], object]:
     context = None
 
-    def run(kind: str, project_id: int, coordinator: LocalCoordinator) -> object:
+    def run(kind: str, project_id: int, coordinator: LocalCoordinator, request: JobRequest) -> object:
         nonlocal context
         from backend import jobs  # the training stack loads on the first job, not at start-up
         from backend.context import build_context
@@ -146,6 +144,6 @@ def _embedded_runner(settings: Settings) -> Callable[[str, int, LocalCoordinator
             except BackendError as error:
                 logger.error("project %s: %s job not run: %s", project_id, kind, error)
                 raise
-        return jobs.execute(kind, project_id, context, coordinator)
+        return jobs.execute(kind, project_id, context, coordinator, request)
 
     return run

@@ -12,10 +12,10 @@ from rq import get_current_job
 
 from backend.context import Context, build_context
 from backend.coordination import Coordinator, RedisCoordinator
-from backend.dispatch import RQDispatcher
+from backend.dispatch import JobRequest, RQDispatcher
 from backend.embedder import embed_missing, encoder_key, load_encoder
 from backend.errors import BackendError
-from backend.rounds import StageReporter, ignore_stage, read_ledger, run_round
+from backend.rounds import StageReporter, ignore_stage, prune_predictions, read_ledger, run_round
 from backend.settings import Settings
 from backend.webhook_auth import secure_webhooks
 
@@ -26,8 +26,8 @@ EMBED_JOB_TASKS = 2048  # tasks one embed job takes on before it yields to pendi
 
 
 def embed_new_tasks(context: Context, project_id: int, stage: StageReporter = ignore_stage) -> dict[str, Any]:
-    """Embed up to EMBED_JOB_TASKS tasks the cache lacks; asks for a follow-up when more are left,
-    so that rounds requested meanwhile run in between."""
+    """Embed up to EMBED_JOB_TASKS tasks the cache lacks; "more" asks for another embed job, so
+    that rounds requested meanwhile run in between."""
     stage("reading")
     settings = context.settings
     _, snapshot, _ = read_ledger(context, project_id)
@@ -46,19 +46,39 @@ def embed_new_tasks(context: Context, project_id: int, stage: StageReporter = ig
         "n_embedded": report.embedded,
         "n_skipped": len(report.failed),
         "n_left": report.left,
-        "follow_up": report.left > 0,
+        "more": report.left > 0,
     }
+
+
+def prune_old_predictions(context: Context, project_id: int, stage: StageReporter = ignore_stage) -> dict[str, Any]:
+    """Delete this backend's predictions of versions it no longer keeps, for PRUNE_SECONDS at most."""
+    stage("pruning")
+    report = prune_predictions(context, project_id, keep=set(context.store(project_id).versions()))
+    return {"status": "done", **report, "more": report["n_left"] > 0}
 
 
 JOBS: dict[str, Callable[[Context, int, StageReporter], dict[str, Any]]] = {
     "round": run_round,
     "embed": embed_new_tasks,
+    "prune": prune_old_predictions,
     "secure_webhooks": secure_webhooks,
 }
 
 
-def execute(kind: str, project_id: int, context: Context, coordinator: Coordinator) -> dict[str, Any]:
-    """Run one job under the project's lock; a failed round is recorded in the history, then re-raised."""
+def follow_ups(kind: str, result: dict[str, Any]) -> list[str]:
+    """Jobs to request when one ends: a new queue leaves old predictions to prune, and a job
+    that stopped at its limit ("more") asks for itself again."""
+    kinds = ["prune"] if kind == "round" and result.get("model_version") else []
+    return [*kinds, kind] if result.get("more") else kinds
+
+
+def execute(
+    kind: str, project_id: int, context: Context, coordinator: Coordinator, request: JobRequest
+) -> dict[str, Any]:
+    """Run one job under the project's lock; a failed round is recorded in the history, then re-raised.
+
+    Follow-up jobs are requested before the lock is released, so the project never looks idle
+    between the two."""
     with coordinator.project_lock(project_id):
         coordinator.clear_pending(kind, project_id)
         started = time.time()
@@ -71,6 +91,8 @@ def execute(kind: str, project_id: int, context: Context, coordinator: Coordinat
             result = JOBS[kind](context, project_id, report)
             if kind == "round":
                 coordinator.round_done(project_id, covered)
+            for follow_up in follow_ups(kind, result):
+                request(follow_up, project_id)
             return result
         except Exception as error:
             if isinstance(error, BackendError):
@@ -95,6 +117,10 @@ def rq_embed(project_id: int) -> dict[str, Any]:
     return _rq_execute("embed", project_id)
 
 
+def rq_prune(project_id: int) -> dict[str, Any]:
+    return _rq_execute("prune", project_id)
+
+
 def rq_secure_webhooks(project_id: int) -> dict[str, Any]:
     return _rq_execute("secure_webhooks", project_id)
 
@@ -106,7 +132,5 @@ def _rq_execute(kind: str, project_id: int) -> dict[str, Any]:
     if _context is None:
         _context = build_context(Settings.from_env(), job.connection)
     coordinator = RedisCoordinator(job.connection, _context.settings.round_timeout, _context.settings.lock_seconds)
-    result = execute(kind, int(project_id), _context, coordinator)
-    if result.get("follow_up"):
-        RQDispatcher(job.connection, _context.settings).request(kind, int(project_id))
-    return result
+    request = RQDispatcher(job.connection, _context.settings).request
+    return execute(kind, int(project_id), _context, coordinator, request)

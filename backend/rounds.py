@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 VERSION_PREFIX = "alfamix-"
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a round, in its record
 HEAD_CONFIG = HeadConfig()
-PRUNE_SECONDS = 5.0  # a round spends at most this long deleting old predictions
+PRUNE_SECONDS = 5.0  # one prune job deletes for this long, then yields to pending rounds
 
 
 class StageReporter(Protocol):
@@ -136,9 +136,10 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
         )
     context.client.serve_model_version(project_id, model_version)
     store.set_live(model_version)
+    for version in store.versions():  # their predictions in Label Studio go in the prune job
+        if version not in {model_version, previous}:
+            store.remove_version(version)
     clock.lap("push_seconds")
-    n_pruned = _prune_versions(context, store, project_id, keep={model_version, previous})
-    clock.lap("prune_seconds")
 
     record = {
         "status": "done",
@@ -151,7 +152,6 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
         "n_unlabeled_tasks": len(data.unlabeled_task_ids),
         "n_candidates": int(result.candidates.sum()),
         "n_predictions": created,
-        "n_pruned": n_pruned,
         "n_unembedded": len(snapshot.unlabeled) - len(data.unlabeled_task_ids),
         "tasks_listed": sync.tasks_listed,
         "labeled_listed": sync.labeled_listed,
@@ -248,12 +248,9 @@ def _save_version(
     )
 
 
-def _prune_versions(context: Context, store: ProjectStore, project_id: int, keep: set[str | None]) -> int:
-    """Delete this backend's older predictions, keeping the live version and the one before.
-
-    One prediction per request with a pause between, for at most PRUNE_SECONDS: what is left
-    goes in the next round. Returns how many were deleted.
-    """
+def prune_predictions(context: Context, project_id: int, keep: set[str]) -> dict[str, int]:
+    """Delete this backend's predictions of versions not in ``keep``, one request each with a
+    pause between, for PRUNE_SECONDS at most; returns how many were deleted and left."""
     stale = [
         p["id"]
         for p in context.client.predictions(project_id)
@@ -261,17 +258,15 @@ def _prune_versions(context: Context, store: ProjectStore, project_id: int, keep
     ]
     deadline = time.monotonic() + PRUNE_SECONDS
     deleted = 0
-    for prediction_id in stale:
-        if time.monotonic() > deadline:
-            logger.info("project %s: %d old predictions left for the next round", project_id, len(stale) - deleted)
-            break
+    for prediction_id in stale:  # at least one per job, so pruning always progresses
         context.client.delete_prediction(prediction_id)
         deleted += 1
+        if time.monotonic() > deadline:
+            break
         time.sleep(context.settings.write_pause)
-    for version in store.versions():
-        if version not in keep:
-            store.remove_version(version)
-    return deleted
+    if stale:
+        logger.info("project %s: %d old predictions deleted, %d left", project_id, deleted, len(stale) - deleted)
+    return {"n_deleted": deleted, "n_left": len(stale) - deleted}
 
 
 def _compare_with_previous(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from backend.coordination import LocalCoordinator
-from backend.dispatch import QueueUnavailableError, ThreadDispatcher
+from backend.dispatch import JobRequest, QueueUnavailableError, ThreadDispatcher
 from backend.reconciler import Reconciler
 
 
@@ -17,7 +17,7 @@ class Runs:
         self.fail = False
         self.finished = threading.Semaphore(0)
 
-    def __call__(self, kind: str, project_id: int, coordinator: LocalCoordinator) -> None:
+    def __call__(self, kind: str, project_id: int, coordinator: LocalCoordinator, request: JobRequest) -> None:
         with coordinator.project_lock(project_id):
             coordinator.clear_pending(kind, project_id)
             covered = coordinator.events(project_id)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backend import jobs, ledger_sync
+from backend import jobs, ledger_sync, rounds
 from backend.context import Context
 from backend.errors import LabelStudioError
 from backend.jobs import embed_new_tasks
@@ -113,6 +113,8 @@ def test_round_pushes_the_queue_front_then_switches_then_prunes_old_predictions(
     context.settings = replace(context.settings, queue_head=6)
     fake.labels = {1: "dark", 2: "dark", 11: "light", 12: "light"}
     record = embedded_round(context, fake)
+    assert jobs.follow_ups("round", record) == ["prune"]
+    pruned = jobs.prune_old_predictions(context, 5)
 
     assert fake.writes() == ["import", "serve"] + ["delete"] * 5
     assert [kind for kind, _ in fake.calls if kind.startswith("list")] == []  # the ledger knew everything
@@ -131,7 +133,8 @@ def test_round_pushes_the_queue_front_then_switches_then_prunes_old_predictions(
     assert [arg for kind, arg in fake.calls if kind == "delete"] == [901, 902, 903, 904, 905]
     assert fake.versions() == {"someone-elses-model", record["model_version"]}
     assert ProjectStore(context.settings.model_dir, 5).live()["model_version"] == record["model_version"]
-    assert record["n_labeled_tasks"] == 4 and record["n_predictions"] == 6 and record["n_pruned"] == 5
+    assert record["n_labeled_tasks"] == 4 and record["n_predictions"] == 6
+    assert (pruned["n_deleted"], pruned["n_left"], pruned["more"]) == (5, 0, False)
     assert record["n_embedded"] == 0 and record["n_unembedded"] == 0
 
 
@@ -145,6 +148,7 @@ def test_labels_from_webhooks_reach_the_next_round_without_listing_tasks(setup: 
         context.ledger(5).apply_event("ANNOTATION_CREATED", payload)
     fake.calls.clear()
     second = run_round(context, 5)
+    jobs.prune_old_predictions(context, 5)
     assert [kind for kind, _ in fake.calls if kind.startswith("list")] == []
     assert second["n_labeled_tasks"] == 5 and second["n_embedded"] == 0
     assert second["n_prelabeled"] == 3
@@ -180,7 +184,7 @@ def test_a_fully_labeled_project_keeps_its_queue(setup: Any) -> None:
     fake.labels = {t: "dark" if t <= 10 else "light" for t in range(1, 21)}
     record = embedded_round(context, fake)
     assert record["n_unlabeled_tasks"] == 0 and record["model_version"] is None
-    assert fake.writes() == []
+    assert fake.writes() == [] and jobs.follow_ups("round", record) == []
 
 
 def test_a_round_before_any_label_orders_by_diversity_with_empty_results(setup: Any) -> None:
@@ -198,9 +202,9 @@ def test_the_embed_job_takes_a_limited_number_of_tasks_and_asks_for_more(
     monkeypatch.setattr(jobs, "EMBED_JOB_TASKS", 8)
     context, _ = setup
     first = embed_new_tasks(context, 5)
-    assert (first["n_embedded"], first["n_left"], first["follow_up"]) == (8, 12, True)
+    assert (first["n_embedded"], first["n_left"], jobs.follow_ups("embed", first)) == (8, 12, ["embed"])
     second, third = embed_new_tasks(context, 5), embed_new_tasks(context, 5)
-    assert (second["n_left"], third["n_embedded"], third["follow_up"]) == (4, 4, False)
+    assert (second["n_left"], third["n_embedded"], jobs.follow_ups("embed", third)) == (4, 4, [])
 
 
 def test_a_round_ranks_what_is_embedded_and_embeds_labeled_tasks_itself(setup: Any) -> None:
@@ -209,3 +213,11 @@ def test_a_round_ranks_what_is_embedded_and_embeds_labeled_tasks_itself(setup: A
     record = run_round(context, 5)  # no embed job ran: only the two labeled tasks are embedded
     assert record["n_embedded"] == 2 and record["n_unembedded"] == 18
     assert record["n_unlabeled_tasks"] == 0 and record["model_version"] is None
+
+
+def test_pruning_stops_at_its_time_budget_and_asks_for_more(setup: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rounds, "PRUNE_SECONDS", 0.0)
+    context, fake = setup
+    result = jobs.prune_old_predictions(context, 5)  # the store keeps no version: all 5 old ones are stale
+    assert (result["n_deleted"], result["n_left"]) == (1, 4) and jobs.follow_ups("prune", result) == ["prune"]
+    assert fake.versions() == {"alfamix-0-20250101000000", "someone-elses-model"}

@@ -50,6 +50,7 @@ class Annotator:
 
     user_id: int
     email: str
+    organization: int | None  # the active one
     token: str = field(repr=False)
 
     @property
@@ -74,17 +75,17 @@ def create_annotators(
     if n < 1:
         raise ValueError(f"n={n} should be >= 1")
     prefix = prefix or f"annotator-{secrets.token_hex(4)}"
-    admin = server.session()
-    organization = _json(admin.get(f"{server.url}/api/current-user/whoami", timeout=timeout), 200)[
-        "active_organization"
-    ]
-    invite = _json(admin.get(f"{server.url}/api/invite", timeout=timeout), 200)["token"]
-    annotators = [_sign_up(server.url, invite, f"{prefix}-{i}@example.com", timeout) for i in range(n)]
-    members = {user["id"] for user in _json(admin.get(f"{server.url}/api/users/", timeout=timeout), 200)}
+    with server.session() as admin:
+        me = _json(admin.get(f"{server.url}/api/current-user/whoami", timeout=timeout), 200)
+        invite = _json(admin.get(f"{server.url}/api/invite", timeout=timeout), 200)["token"]
+        annotators = [_sign_up(server.url, invite, f"{prefix}-{i}@example.com", timeout) for i in range(n)]
+        members = {user["id"] for user in _json(admin.get(f"{server.url}/api/users/", timeout=timeout), 200)}
+    organization = me["active_organization"]
     for annotator in annotators:
-        if annotator.user_id not in members:
+        if annotator.user_id not in members or annotator.organization != organization:
             raise AnnotatorSetupError(
-                f"{annotator.email} (id {annotator.user_id}) is not in organization {organization}"
+                f"{annotator.email} (id {annotator.user_id}, active organization {annotator.organization}) "
+                f"is not a member of the admin's organization {organization}"
             )
     return annotators
 
@@ -117,7 +118,7 @@ def _sign_up(url: str, invite: str, email: str, timeout: float) -> Annotator:
         requests.get(f"{url}/api/current-user/whoami", headers={"Authorization": f"Token {token}"}, timeout=timeout),
         200,
     )
-    return Annotator(user_id=int(me["id"]), email=email, token=token)
+    return Annotator(user_id=int(me["id"]), email=email, organization=me["active_organization"], token=token)
 
 
 def _json(answer: requests.Response, expected: int) -> Any:

@@ -69,7 +69,7 @@ def test_annotators_label_while_rounds_run_without_server_errors(
         backend_errors = backend_5xx_lines(backend.log("backend"))
     summary = result.summary()
     locked = database_locked_errors(server.log_path.read_text(errors="replace"))[locked_before:]
-    print(f"{database}: {summary} ({len(locked)} 'database is locked' log lines)")
+    print(f"{database}: {summary} ({len(locked)} 'database is locked' errors logged)")
 
     assert result.server_errors == 0, summary["failures"]
     assert result.labels == N_LABELS, summary
