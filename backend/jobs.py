@@ -30,7 +30,7 @@ def embed_new_tasks(context: Context, project_id: int, stage: StageReporter = ig
     that rounds requested meanwhile run in between."""
     stage("reading")
     settings = context.settings
-    _, snapshot, _ = read_ledger(context, project_id)
+    ledger, _, snapshot, _ = read_ledger(context, project_id)
     report = embed_missing(
         project_id,
         snapshot.tasks,
@@ -41,6 +41,8 @@ def embed_new_tasks(context: Context, project_id: int, stage: StageReporter = ig
         progress=lambda done, total: stage("embedding", done, total),
         limit=EMBED_JOB_TASKS,
     )
+    ledger.note_skipped(report.failed)
+    ledger.save()
     return {
         "status": "done",
         "n_embedded": report.embedded,
@@ -66,9 +68,12 @@ JOBS: dict[str, Callable[[Context, int, StageReporter], dict[str, Any]]] = {
 
 
 def follow_ups(kind: str, result: dict[str, Any]) -> list[str]:
-    """Jobs to request when one ends: a new queue leaves old predictions to prune, and a job
-    that stopped at its limit ("more") asks for itself again."""
+    """Jobs to request when one ends: a new queue leaves old predictions to prune, tasks a round
+    found without embeddings ask for an embed job, and a job that stopped at its limit ("more")
+    asks for itself again."""
     kinds = ["prune"] if kind == "round" and result.get("model_version") else []
+    if kind == "round" and result.get("n_unembedded"):
+        kinds.append("embed")
     return [*kinds, kind] if result.get("more") else kinds
 
 

@@ -27,6 +27,7 @@ from backend.store import atomic_write_json, read_json
 TASKS = "tasks"
 ANNOTATIONS = "annotations"
 SYNCED = "synced"  # what was last listed from Label Studio, and when: {"tasks": t, "labels": t}
+SKIPPED = "skipped"  # task id -> why its image could not be embedded
 _REDIS_CHUNK = 5_000  # fields per HSET/HDEL command
 
 
@@ -205,6 +206,14 @@ class LabelLedger:
                     listed[str(annotation["id"])] = _annotation_entry(annotation, int(task["id"]), now)
         self._replace(ANNOTATIONS, listed, listed_since)
         self._mark_synced("labels", now)
+
+    def note_skipped(self, failed: Mapping[int, str]) -> None:
+        """Tasks whose image could not be embedded, so that rounds report them and stop asking."""
+        if failed:
+            self.hashes.put(SKIPPED, {str(task_id): why for task_id, why in failed.items()})
+
+    def skipped(self) -> dict[int, str]:
+        return {int(task_id): why for task_id, why in self.hashes.read(SKIPPED).items()}
 
     def synced_at(self, what: str) -> float | None:
         """When tasks ("tasks") or annotations ("labels") were last listed from Label Studio."""

@@ -15,9 +15,10 @@ import torch
 
 from backend.annotations import ProjectSnapshot, snapshot_tasks
 from backend.context import Context
-from backend.embedder import embed_missing, encoder_key, load_encoder
+from backend.embedder import embed_missing, encoder_key, load_encoder, missing_tasks
 from backend.errors import LabelStudioError
 from backend.label_config import ClassificationSpec, parse_label_config
+from backend.ledger import LabelLedger
 from backend.ledger_sync import SyncReport, sync_ledger
 from backend.predictions import bulk_predictions
 from backend.store import CachedEmbeddings, ProjectStore
@@ -29,6 +30,7 @@ logger = logging.getLogger(__name__)
 VERSION_PREFIX = "alfamix-"
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a round, in its record
 HEAD_CONFIG = HeadConfig()
+ROUND_EMBED_TASKS = 256  # unlabeled tasks a round embeds itself; embed jobs take the rest
 PRUNE_SECONDS = 5.0  # one prune job deletes for this long, then yields to pending rounds
 
 
@@ -60,25 +62,30 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
     clock = _Clock()
     started_at = time.time()
     store = context.store(project_id)
-    spec, snapshot, sync = read_ledger(context, project_id)
+    ledger, spec, snapshot, sync = read_ledger(context, project_id)
     clock.lap("read_seconds")
 
     stage("embedding")
     runtime = load_encoder(settings)
     cache = store.embeddings(encoder_key(settings))
-    # Only labeled tasks are embedded here; the embed job embeds the rest as tasks arrive,
-    # and the round ranks whatever is embedded so far.
+    # Every labeled task is embedded here, and at most ROUND_EMBED_TASKS unlabeled ones (a
+    # worker new to the project); embed jobs embed the rest, and the round ranks what is embedded.
+    n_labeled_missing = len(missing_tasks(snapshot.labeled, cache))
     report = embed_missing(
         project_id,
-        snapshot.labeled,
+        [*snapshot.labeled, *snapshot.unlabeled],
         cache,
         runtime,
         context.fetcher,
         settings.max_image_pixels,
         progress=lambda done, total: stage("embedding", done, total),
+        limit=n_labeled_missing + ROUND_EMBED_TASKS,
     )
+    ledger.note_skipped(report.failed)
+    ledger.save()
     cache.compact()
     data = _training_set(snapshot, cache.load())
+    skipped, n_unembedded = _not_embedded(snapshot, data, ledger.skipped())
     clock.lap("embed_seconds")
     if len(data.unlabeled_task_ids) == 0:
         # Label Studio refuses to serve a version no prediction carries: keep the live one.
@@ -90,8 +97,10 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
             "n_tasks": len(snapshot.tasks),
             "n_labeled_tasks": len(data.labeled_task_ids),
             "n_unlabeled_tasks": 0,
-            "n_unembedded": len(snapshot.unlabeled),
+            "n_unembedded": n_unembedded,
             "n_embedded": report.embedded,
+            "skipped_tasks": skipped,
+            "worker": WORKER,
             **clock.laps,
         }
         store.append_round(record)
@@ -152,11 +161,11 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
         "n_unlabeled_tasks": len(data.unlabeled_task_ids),
         "n_candidates": int(result.candidates.sum()),
         "n_predictions": created,
-        "n_unembedded": len(snapshot.unlabeled) - len(data.unlabeled_task_ids),
+        "n_unembedded": n_unembedded,
         "tasks_listed": sync.tasks_listed,
         "labeled_listed": sync.labeled_listed,
         "n_embedded": report.embedded,
-        "skipped_tasks": {str(k): v for k, v in sorted(report.failed.items())},
+        "skipped_tasks": skipped,
         "rejected_annotations": {str(task_id): why for task_id, why in snapshot.rejected},
         "queue_head": [int(t) for t in data.unlabeled_task_ids[result.order[:10]]],
         **_compare_with_previous(store, previous, snapshot, data.unlabeled_task_ids[batch], predicted[batch]),
@@ -174,13 +183,24 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
     return record
 
 
-def read_ledger(context: Context, project_id: int) -> tuple[ClassificationSpec, ProjectSnapshot, SyncReport]:
-    """The project's label config and its tasks as the ledger has them, after a sync if due."""
+def read_ledger(
+    context: Context, project_id: int
+) -> tuple[LabelLedger, ClassificationSpec, ProjectSnapshot, SyncReport]:
+    """The project's ledger, label config and tasks as the ledger has them, after a sync if due."""
     project = context.client.get_project(project_id)
     spec = parse_label_config(project.get("label_config") or "")
     ledger = context.ledger(project_id)
     sync = sync_ledger(context.client, project, ledger, context.settings.ledger_sync_seconds)
-    return spec, snapshot_tasks(project_id, ledger.tasks(), spec), sync
+    return ledger, spec, snapshot_tasks(project_id, ledger.tasks(), spec), sync
+
+
+def _not_embedded(snapshot: ProjectSnapshot, data: TrainingSet, skipped: dict[int, str]) -> tuple[dict[str, str], int]:
+    """Tasks with an image but no embedding: those whose image failed (task id -> why), and
+    how many others wait for an embed job."""
+    embedded = {int(t) for t in data.labeled_task_ids} | {int(t) for t in data.unlabeled_task_ids}
+    waiting = [t.task_id for t in snapshot.tasks if t.image_url is not None and t.task_id not in embedded]
+    failed = {str(t): skipped[t] for t in waiting if t in skipped}
+    return failed, len(waiting) - len(failed)
 
 
 def _training_set(snapshot: ProjectSnapshot, cached: CachedEmbeddings) -> TrainingSet:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from backend import jobs, ledger_sync, rounds
 from backend.context import Context
-from backend.errors import LabelStudioError
+from backend.errors import LabelStudioError, MediaError
 from backend.jobs import embed_new_tasks
 from backend.rounds import run_round
 from backend.settings import Settings
@@ -90,6 +90,16 @@ class FakeLabelStudio:
 class FakeFetcher:
     def fetch(self, task_id: int, uri: str) -> bytes:
         return png(30 if task_id <= 10 else 220)
+
+
+class BrokenFetcher(FakeFetcher):
+    def __init__(self, broken: set[int]) -> None:
+        self.broken = broken
+
+    def fetch(self, task_id: int, uri: str) -> bytes:
+        if task_id in self.broken:
+            raise MediaError(f"task {task_id}: {uri} answered HTTP 404")
+        return super().fetch(task_id, uri)
 
 
 @pytest.fixture
@@ -207,12 +217,25 @@ def test_the_embed_job_takes_a_limited_number_of_tasks_and_asks_for_more(
     assert (second["n_left"], third["n_embedded"], jobs.follow_ups("embed", third)) == (4, 4, [])
 
 
-def test_a_round_ranks_what_is_embedded_and_embeds_labeled_tasks_itself(setup: Any) -> None:
+def test_a_round_embeds_its_labeled_tasks_and_a_bounded_slice_of_the_rest(
+    setup: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rounds, "ROUND_EMBED_TASKS", 3)
     context, fake = setup
     fake.labels = {1: "dark", 11: "light"}
-    record = run_round(context, 5)  # no embed job ran: only the two labeled tasks are embedded
-    assert record["n_embedded"] == 2 and record["n_unembedded"] == 18
-    assert record["n_unlabeled_tasks"] == 0 and record["model_version"] is None
+    record = run_round(context, 5)  # no embed job ran before
+    assert record["n_embedded"] == 5 and record["n_unlabeled_tasks"] == 3 and record["n_unembedded"] == 15
+    assert jobs.follow_ups("round", record) == ["prune", "embed"]
+
+
+def test_images_that_fail_are_reported_by_rounds_and_not_asked_for_again(setup: Any) -> None:
+    context, fake = setup
+    context.fetcher = BrokenFetcher({7, 17})
+    fake.labels = {1: "dark", 11: "light"}
+    record = embedded_round(context, fake)
+    assert set(record["skipped_tasks"]) == {"7", "17"} and "HTTP 404" in record["skipped_tasks"]["7"]
+    assert record["n_unembedded"] == 0 and record["n_unlabeled_tasks"] == 16
+    assert jobs.follow_ups("round", record) == ["prune"]
 
 
 def test_pruning_stops_at_its_time_budget_and_asks_for_more(setup: Any, monkeypatch: pytest.MonkeyPatch) -> None:
