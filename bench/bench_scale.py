@@ -136,7 +136,9 @@ def run_size(n_tasks: int, repeats: int, database: str, redis_db: int) -> dict[s
                 wait_until_idle(backend.url, project.project_id, timeout=timeout)
                 result["connect_idle_seconds"] = round(time.perf_counter() - started, 1)
                 project.label_next(truth, SEEDS)
-                wait_until_idle(backend.url, project.project_id, timeout=timeout)
+                seeded = wait_until_idle(backend.url, project.project_id, timeout=timeout)["rounds"]
+                if not any(r["status"] == "done" for r in seeded):
+                    raise AssertionError(f"no round succeeded after the seed labels: {seeded[-1:]}")
                 time.sleep(max(0.0, locks_expire - time.monotonic()))
                 reorder = [time_reorder(project, backend, truth, timeout) for _ in range(repeats)]
                 result["next_with"] = time_next(project, [a.session() for a in annotators[NEXT_CALLS:]])
@@ -223,13 +225,22 @@ def _timed_get(session: requests.Session, url: str) -> float:
 def time_reorder(project: Project, backend: BackendProcesses, truth: dict[int, int], timeout: float) -> dict[str, Any]:
     """Submit one label; seconds until the model version switches and until /next has answered after it."""
     old = project.settings()["model_version"]
+    n_rounds = len(backend_status(backend.url, project.project_id)["rounds"])
     task = project.next_task()
     started = time.perf_counter()
     project.submit(task["id"], [str(truth[task["id"]])])
     deadline = time.monotonic() + timeout
+    polls = 0
     while (version := project.settings()["model_version"]) == old:
         if time.monotonic() > deadline:
             raise AssertionError(f"model version still {old!r} {timeout:.0f} s after a label:\n{backend.log_tail()}")
+        polls += 1
+        if polls % 20 == 0:  # every 2 s or so: a failed round will not switch the version, say why at once
+            failed = [
+                r for r in backend_status(backend.url, project.project_id)["rounds"][n_rounds:] if r["status"] != "done"
+            ]
+            if failed:
+                raise AssertionError(f"a round after the label failed: {failed[0]}\n{backend.log_tail()}")
         time.sleep(POLL)
     switch_seconds = time.perf_counter() - started
     served = project.next_task()

@@ -52,7 +52,9 @@ def test_two_workers_with_separate_model_dirs_share_one_project(
         assert on_b and {r["worker"] for r in on_b} == {f"{host}:{pid_b}"}
         assert on_b[0]["n_embedded"] == N_TASKS  # each machine embeds a task once, into its own cache
         assert on_b[-1]["n_labeled_tasks"] == 16
-        assert on_b[-1]["n_prelabeled"] > 0  # judged against the queue machine A left in Redis
+        # The first round on B judges the labels against the queue machine A left in Redis (a later
+        # one may cover no new label, when events arrived between its start and its read).
+        assert on_b[0]["n_prelabeled"] > 0
         assert int(on_b[0]["model_version"].split("-")[1]) == len(first) + 1
         assert not (tmp_path / "machine-b" / "projects" / str(project.project_id) / "rounds.json").exists()
 
