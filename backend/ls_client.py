@@ -25,9 +25,11 @@ logger = logging.getLogger(__name__)
 # Label Studio 1.23.2 on SQLite answers 500 ("Expression tree is too large") for pages of
 # 1,000 uploaded-file tasks; 500 works.
 TASK_PAGE_SIZE = 500
-# Writes go in small requests with a pause between them: Label Studio on SQLite has one writer
-# at a time, and an annotator's submit that waits over 5 s for it fails with "database is locked".
-PREDICTION_CHUNK = 50  # predictions per bulk import request
+# Predictions per bulk import request: one request per round. Label Studio 1.23.2 recounts the
+# predictions of every task of the project after each import request (its default, "legacy"
+# import path), so the number of requests, not their size, is what costs: 200 predictions
+# took 3.8 s in one request and 13.8 s in four at 100,000 tasks (docs/benchmarks.md).
+PREDICTION_CHUNK = 1000
 UNCERTAINTY_SAMPLING = "Uncertainty sampling"
 # The Data Manager filter for tasks with at least one annotation that is not a skip.
 LABELED_TASKS_QUERY = json.dumps(

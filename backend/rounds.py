@@ -31,7 +31,7 @@ VERSION_PREFIX = "alfamix-"
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a round, in its record
 HEAD_CONFIG = HeadConfig()
 ROUND_EMBED_TASKS = 256  # unlabeled tasks a round embeds itself; embed jobs take the rest
-PRUNE_SECONDS = 5.0  # one prune job deletes for this long, then yields to pending rounds
+PRUNE_SECONDS = 2.0  # one prune job deletes for this long, then yields to pending rounds
 
 
 class StageReporter(Protocol):

@@ -33,7 +33,9 @@ class Settings:
     encoder_weights: str | None = "DEFAULT"  # ALFAMIX_ENCODER_WEIGHTS; "none" = random init
     device: str = "auto"  # ALFAMIX_DEVICE
     n_query: int = 100  # ALFAMIX_BATCH_SIZE: tasks in one round's diverse batch
-    queue_head: int = 200  # ALFAMIX_QUEUE_HEAD: predictions a round writes, the front of the queue
+    # ALFAMIX_QUEUE_HEAD: predictions a round writes, the front of the queue. 50 outlast a round
+    # at 10 labels per second when rounds take 5 s, and a prune job deletes them in about 5 s.
+    queue_head: int = 50
     head_epochs: int = 300  # ALFAMIX_HEAD_EPOCHS: full-batch training steps of the classifier head
     embed_batch_size: int = 64  # ALFAMIX_EMBED_BATCH_SIZE
     download_timeout: float = 30.0  # ALFAMIX_DOWNLOAD_TIMEOUT, seconds per image
@@ -83,7 +85,7 @@ class Settings:
             encoder_weights=None if (weights or "").lower() == "none" else weights,
             device=env.choice("ALFAMIX_DEVICE", "auto", DEVICES),
             n_query=env.integer("ALFAMIX_BATCH_SIZE", 100, low=1, high=100_000),
-            queue_head=env.integer("ALFAMIX_QUEUE_HEAD", 200, low=1, high=1_000_000),
+            queue_head=env.integer("ALFAMIX_QUEUE_HEAD", 50, low=1, high=1_000_000),
             head_epochs=env.integer("ALFAMIX_HEAD_EPOCHS", 300, low=1, high=1_000_000),
             embed_batch_size=env.integer("ALFAMIX_EMBED_BATCH_SIZE", 64, low=1, high=4096),
             download_timeout=env.number("ALFAMIX_DOWNLOAD_TIMEOUT", 30.0, low=0.1, high=600.0),

@@ -105,16 +105,16 @@ def test_legacy_tokens_authenticate_as_token(client: LabelStudioClient) -> None:
 
 
 def test_predictions_are_imported_in_chunks_and_counted(client: LabelStudioClient) -> None:
-    created = client.import_predictions(7, [{"task": i} for i in range(120)])
-    assert created == 120
-    assert [c[1] for c in FakeLabelStudio.calls].count("/api/projects/7/import/predictions") == 3  # 50 + 50 + 20
+    created = client.import_predictions(7, [{"task": i} for i in range(2500)])
+    assert created == 2500
+    assert [c[1] for c in FakeLabelStudio.calls].count("/api/projects/7/import/predictions") == 3  # 1000 + 1000 + 500
 
 
 def test_writes_pause_between_chunks() -> None:
     paused = LabelStudioClient("http://127.0.0.1:9", "token-xyz", write_pause=0.2)
     sent: list[float] = []
-    paused._call = lambda *args, **kwargs: sent.append(time.monotonic()) or {"created": 50}  # type: ignore[method-assign]
-    assert paused.import_predictions(7, [{"task": i} for i in range(150)]) == 150
+    paused._call = lambda *args, **kwargs: sent.append(time.monotonic()) or {"created": 1000}  # type: ignore[method-assign]
+    assert paused.import_predictions(7, [{"task": i} for i in range(3000)]) == 3000
     gaps = [later - earlier for earlier, later in itertools.pairwise(sent)]
     assert len(gaps) == 2 and min(gaps) >= 0.2
 
