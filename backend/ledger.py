@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -34,6 +35,10 @@ _REDIS_CHUNK = 5_000  # fields per HSET/HDEL command
 class Hashes(Protocol):
     """Named string-to-string maps of one project."""
 
+    @property
+    def key(self) -> str:
+        """Where the maps live (a Redis key prefix, a folder): one project's ledger."""
+
     def put(self, name: str, mapping: Mapping[str, str]) -> None: ...
 
     def remove(self, name: str, keys: Iterable[str]) -> None: ...
@@ -41,6 +46,9 @@ class Hashes(Protocol):
     def read(self, name: str) -> dict[str, str]: ...
 
     def size(self, name: str) -> int: ...
+
+    def revision(self, name: str) -> str | None:
+        """A token that changes with every write to the hash; None when unknown."""
 
     def save(self) -> None:
         """Make what was put durable (files); Redis writes are durable at once."""
@@ -51,11 +59,16 @@ class RedisHashes:
         self.connection = connection
         self.prefix = prefix
 
+    @property
+    def key(self) -> str:
+        return self.prefix
+
     def put(self, name: str, mapping: Mapping[str, str]) -> None:
         items = list(mapping.items())
         with self.connection.pipeline() as pipe:  # MULTI/EXEC: a sync's writes land together
             for start in range(0, len(items), _REDIS_CHUNK):
                 pipe.hset(f"{self.prefix}:{name}", mapping=dict(items[start : start + _REDIS_CHUNK]))
+            pipe.set(f"{self.prefix}:{name}:revision", uuid.uuid4().hex)
             pipe.execute()
 
     def remove(self, name: str, keys: Iterable[str]) -> None:
@@ -63,6 +76,7 @@ class RedisHashes:
         with self.connection.pipeline() as pipe:
             for start in range(0, len(keys), _REDIS_CHUNK):
                 pipe.hdel(f"{self.prefix}:{name}", *keys[start : start + _REDIS_CHUNK])
+            pipe.set(f"{self.prefix}:{name}:revision", uuid.uuid4().hex)
             pipe.execute()
 
     def read(self, name: str) -> dict[str, str]:
@@ -71,6 +85,11 @@ class RedisHashes:
 
     def size(self, name: str) -> int:
         return int(self.connection.hlen(f"{self.prefix}:{name}"))
+
+    def revision(self, name: str) -> str | None:
+        # A random token, not a counter: a Redis that lost its data must not repeat an old one.
+        raw = self.connection.get(f"{self.prefix}:{name}:revision")
+        return _text(raw) if raw is not None else None
 
     def save(self) -> None:
         pass
@@ -90,7 +109,12 @@ class FileHashes:
         self.directory = directory
         self._maps: dict[str, dict[str, str]] = {}
         self._dirty: set[str] = set()
+        self._revisions: dict[str, str] = {}
         self._lock = threading.Lock()
+
+    @property
+    def key(self) -> str:
+        return str(self.directory)
 
     @classmethod
     def at(cls, directory: Path) -> FileHashes:
@@ -100,14 +124,14 @@ class FileHashes:
     def put(self, name: str, mapping: Mapping[str, str]) -> None:
         with self._lock:
             self._map(name).update(mapping)
-            self._dirty.add(name)
+            self._changed(name)
 
     def remove(self, name: str, keys: Iterable[str]) -> None:
         with self._lock:
             values = self._map(name)
             for key in keys:
                 values.pop(key, None)
-            self._dirty.add(name)
+            self._changed(name)
 
     def read(self, name: str) -> dict[str, str]:
         with self._lock:
@@ -117,11 +141,19 @@ class FileHashes:
         with self._lock:
             return len(self._map(name))
 
+    def revision(self, name: str) -> str | None:
+        with self._lock:
+            return self._revisions.setdefault(name, uuid.uuid4().hex)
+
     def save(self) -> None:
         with self._lock:
             for name in sorted(self._dirty):
                 atomic_write_json(self.directory / f"{name}.json", self._maps[name])
             self._dirty.clear()
+
+    def _changed(self, name: str) -> None:
+        self._dirty.add(name)
+        self._revisions[name] = uuid.uuid4().hex
 
     def _map(self, name: str) -> dict[str, str]:
         if name not in self._maps:
@@ -137,6 +169,10 @@ class LedgerCounts:
 
 
 class LabelLedger:
+    # Parsed task data per hashes object, by revision: a round re-reads the annotations, but the
+    # task list (the bulk, one entry per task) only after it changed.
+    _task_data: ClassVar[dict[str, tuple[str, list[tuple[int, Any]]]]] = {}
+
     def __init__(self, hashes: Hashes) -> None:
         self.hashes = hashes
 
@@ -243,11 +279,21 @@ class LabelLedger:
         for annotation_id, value in self.hashes.read(ANNOTATIONS).items():
             entry = json.loads(value)
             by_task[entry["task"]].append({"id": int(annotation_id), **entry})
-        tasks = [
-            {"id": int(task_id), "data": json.loads(value)["data"], "annotations": by_task.get(int(task_id), [])}
-            for task_id, value in self.hashes.read(TASKS).items()
+        return [
+            {"id": task_id, "data": data, "annotations": by_task.get(task_id, [])}
+            for task_id, data in self._task_data_by_id()
         ]
-        return sorted(tasks, key=lambda task: task["id"])
+
+    def _task_data_by_id(self) -> list[tuple[int, Any]]:
+        revision = self.hashes.revision(TASKS)
+        key = self.hashes.key
+        cached = self._task_data.get(key)
+        if revision is not None and cached is not None and cached[0] == revision:
+            return cached[1]
+        parsed = sorted((int(task_id), json.loads(value)["data"]) for task_id, value in self.hashes.read(TASKS).items())
+        if revision is not None:
+            self._task_data[key] = (revision, parsed)
+        return parsed
 
     def save(self) -> None:
         self.hashes.save()

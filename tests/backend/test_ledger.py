@@ -113,3 +113,23 @@ def test_malformed_payloads_change_nothing(ledger: LabelLedger) -> None:
     ledger.apply_event("TASKS_CREATED", {"tasks": [{"id": True}, "junk", {"data": {}}]})
     ledger.apply_event("ANNOTATIONS_DELETED", {"annotations": "all"})
     assert ledger.tasks() == [] and ledger.counts() == LedgerCounts(tasks=0, annotations=0)
+
+
+def test_the_task_list_is_read_again_only_after_it_changed(ledger: LabelLedger) -> None:
+    ledger.note_tasks([task(1)])
+    assert [t["id"] for t in ledger.tasks()] == [1]
+    revision = ledger.hashes.revision("tasks")
+    ledger.note_annotations([annotation(10, 1, "cat")])  # annotations change, the task list does not
+    assert ledger.hashes.revision("tasks") == revision and labels_by_task(ledger) == {1: ["cat"]}
+    ledger.note_tasks([task(2)])
+    assert ledger.hashes.revision("tasks") != revision
+    assert [t["id"] for t in ledger.tasks()] == [1, 2]
+
+
+def test_a_second_process_sees_what_the_first_wrote(redis_hashes: RedisHashes) -> None:
+    worker = LabelLedger(RedisHashes(redis_hashes.connection, redis_hashes.prefix))
+    web = LabelLedger(redis_hashes)
+    web.note_tasks([task(1)])
+    assert [t["id"] for t in worker.tasks()] == [1]
+    web.apply_event("TASKS_CREATED", {"tasks": [task(2)]})
+    assert [t["id"] for t in worker.tasks()] == [1, 2]
