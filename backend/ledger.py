@@ -45,6 +45,8 @@ class Hashes(Protocol):
 
     def read(self, name: str) -> dict[str, str]: ...
 
+    def has(self, name: str, key: str) -> bool: ...
+
     def size(self, name: str) -> int: ...
 
     def revision(self, name: str) -> str | None:
@@ -82,6 +84,9 @@ class RedisHashes:
     def read(self, name: str) -> dict[str, str]:
         raw = self.connection.hgetall(f"{self.prefix}:{name}")
         return {_text(key): _text(value) for key, value in raw.items()}
+
+    def has(self, name: str, key: str) -> bool:
+        return bool(self.connection.hexists(f"{self.prefix}:{name}", key))
 
     def size(self, name: str) -> int:
         return int(self.connection.hlen(f"{self.prefix}:{name}"))
@@ -137,6 +142,10 @@ class FileHashes:
         with self._lock:
             return dict(self._map(name))
 
+    def has(self, name: str, key: str) -> bool:
+        with self._lock:
+            return key in self._map(name)
+
     def size(self, name: str) -> int:
         with self._lock:
             return len(self._map(name))
@@ -180,7 +189,9 @@ class LabelLedger:
     def apply_event(self, action: str, payload: Mapping[str, Any]) -> None:
         """Record what one webhook says; unknown shapes are left to the next sync."""
         task = payload.get("task")
-        if isinstance(task, Mapping):
+        if isinstance(task, Mapping) and _is_id(task.get("id")) and not self.hashes.has(TASKS, str(task["id"])):
+            # Only a task the ledger lacks: rewriting a known one would change the task list's
+            # revision on every label and make every round parse the whole list again.
             self.note_tasks([task])
         if action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
             annotation = payload.get("annotation")

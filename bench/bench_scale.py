@@ -1,7 +1,7 @@
 """Rounds that cost what changed: the service against a real Label Studio 1.23.2 at 1k to 100k tasks.
 
 Usage: ``OMP_WAIT_POLICY=PASSIVE python -m bench.bench_scale --tasks 1000 10000 100000 --repeats 5
-[--database sqlite]``
+[--database sqlite] [--label-studio-env NAME=VALUE ...] [--redis-db 6]``
 
 Per size N, on a fresh Label Studio server:
 1. N tasks ``{"image": "http://127.0.0.1:9/img/<i>.png"}`` are imported as JSON (10,000 per
@@ -83,30 +83,43 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, nargs="+", default=[1000, 10_000, 100_000])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--database", default="sqlite", choices=["sqlite", "postgresql"])
+    parser.add_argument(
+        "--label-studio-env",
+        nargs="*",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra settings of the Label Studio server, e.g. a feature flag; the results' key names them",
+    )
     parser.add_argument("--redis-db", type=int, default=REDIS_DB, help="flushed first; no other user may share it")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
     for n_tasks in args.tasks:
-        result = run_size(n_tasks, args.repeats, args.database, args.redis_db)
-        results[f"{args.database}-{n_tasks}"] = result
+        extra_env = dict(item.split("=", 1) for item in args.label_studio_env)
+        result = run_size(n_tasks, args.repeats, args.database, args.redis_db, extra_env)
+        results[f"{args.database}-{n_tasks}" + "".join(f"+{name}" for name in extra_env)] = result
         OUT.parent.mkdir(parents=True, exist_ok=True)
         OUT.write_text(json.dumps(results, indent=1))
         log.info("%d tasks: %s", n_tasks, json.dumps(result))
     print(markdown(results))
 
 
-def run_size(n_tasks: int, repeats: int, database: str, redis_db: int) -> dict[str, Any]:
+def run_size(
+    n_tasks: int, repeats: int, database: str, redis_db: int, extra_env: dict[str, str] | None = None
+) -> dict[str, Any]:
     timeout = min(1800.0, 300 + n_tasks / 50)  # seconds for one wait: 320 s at 1k, 1800 s at 100k
     result: dict[str, Any] = {
         "tasks": n_tasks,
         "repeats": repeats,
         "database": database,
+        "label_studio_env": extra_env or {},
         "load_before": os.getloadavg(),
     }
     with (
         tempfile.TemporaryDirectory(prefix="bench-scale-") as folder,
-        LabelStudioServer(database=database, extra_env={"TASK_LOCK_TTL": str(LOCK_TTL)}) as label_studio,
+        LabelStudioServer(
+            database=database, extra_env={"TASK_LOCK_TTL": str(LOCK_TTL), **(extra_env or {})}
+        ) as label_studio,
     ):
         annotators = create_annotators(label_studio, 2 * NEXT_CALLS)
         project = Project.create(label_studio, f"scale {n_tasks}", choices_config(DIGITS))
@@ -331,8 +344,9 @@ def markdown(results: dict[str, Any]) -> str:
         if "annotation_to_next" not in r:
             continue
         rss = r["rss_mib"]
+        database = r["database"] + "".join(f" +{name}" for name in r.get("label_studio_env", {}))
         rows.append(
-            f"| {r['tasks']} | {r['database']} | {_pair(r['annotation_to_next'])} "
+            f"| {r['tasks']} | {database} | {_pair(r['annotation_to_next'])} "
             f"| {_pair(r['next_without']['fresh'])} | {_pair(r['next_with']['fresh'])} "
             f"| {r['next_p99_ratio']['fresh']} "
             f"| {_pair(r['next_without']['repeat'])} | {_pair(r['next_with']['repeat'])} "
