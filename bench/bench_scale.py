@@ -96,16 +96,16 @@ def main() -> None:
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
     for n_tasks in args.tasks:
         extra_env = dict(item.split("=", 1) for item in args.label_studio_env)
-        result = run_size(n_tasks, args.repeats, args.database, args.redis_db, extra_env)
-        results[f"{args.database}-{n_tasks}" + "".join(f"+{name}" for name in extra_env)] = result
+        name = f"{args.database}-{n_tasks}" + "".join(f"+{key}" for key in extra_env)
+        results[name] = run_size(name, n_tasks, args.repeats, args.database, args.redis_db, extra_env)
         OUT.parent.mkdir(parents=True, exist_ok=True)
         OUT.write_text(json.dumps(results, indent=1))
-        log.info("%d tasks: %s", n_tasks, json.dumps(result))
+        log.info("%s: %s", name, json.dumps(results[name]))
     print(markdown(results))
 
 
 def run_size(
-    n_tasks: int, repeats: int, database: str, redis_db: int, extra_env: dict[str, str] | None = None
+    name: str, n_tasks: int, repeats: int, database: str, redis_db: int, extra_env: dict[str, str] | None = None
 ) -> dict[str, Any]:
     timeout = min(1800.0, 300 + n_tasks / 50)  # seconds for one wait: 320 s at 1k, 1800 s at 100k
     result: dict[str, Any] = {
@@ -164,7 +164,8 @@ def run_size(
                 raise
             finally:
                 result["backend_log"] = log_counts(backend.log("backend") + backend.log("worker-0"))
-                keep_logs(backend.root, label_studio.log_path, OUT.parent / "scale-logs" / f"{database}-{n_tasks}")
+                keep_logs(backend.root, label_studio.log_path, OUT.parent / "scale-logs" / name)
+        redis.Redis(db=redis_db).flushdb()  # the stopped backend's queue and state
         ls_log = label_studio.log_path.read_text(errors="replace")
         result["label_studio_log"] = {
             "database_is_locked": sum(
