@@ -95,7 +95,8 @@ class RQDispatcher:
 
 
 class ThreadDispatcher:
-    """Runs jobs one at a time in a daemon thread; ``run(kind, project_id, coordinator)`` does the work."""
+    """Runs jobs one at a time in a daemon thread; ``run(kind, project_id, coordinator, request)`` does the
+    work, and ``request`` asks for follow-up jobs."""
 
     def __init__(self, run: Callable[[str, int, LocalCoordinator, JobRequest], object]) -> None:
         self.coordinator = LocalCoordinator()
