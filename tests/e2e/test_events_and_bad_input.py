@@ -41,6 +41,7 @@ def start_backend(label_studio: LabelStudioServer, root: Path) -> BackendProcess
         "LABEL_STUDIO_URL": label_studio.url,
         "LABEL_STUDIO_API_KEY": label_studio.api_key,
         "ALFAMIX_BATCH_SIZE": "5",
+        "ALFAMIX_QUEUE_HEAD": "1000",  # the whole pool: the tests check that every unlabeled task is ranked
     }
     return BackendProcesses(root, env).start()
 

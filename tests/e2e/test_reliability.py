@@ -31,6 +31,9 @@ from tests.e2e.proxy import LabelStudioProxy
 
 REDIS_DB = 10
 LOCK_SECONDS = 4
+# Rounds push predictions for every unlabeled task here, so that assert_queue_is_complete
+# sees a half-pushed version on any task.
+WHOLE_POOL = "1000"
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +80,7 @@ def test_a_worker_killed_mid_round_leaves_a_complete_queue_after_another_worker_
     project, truth = digits_project(label_studio, "killed workers", pngs)
     with LabelStudioProxy(label_studio.url) as proxy:
         env = {
+            "ALFAMIX_QUEUE_HEAD": WHOLE_POOL,
             "LABEL_STUDIO_URL": proxy.url,
             "LABEL_STUDIO_API_KEY": label_studio.api_key,
             "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
@@ -145,6 +149,7 @@ def test_label_studio_down_during_a_round_fails_it_cleanly_and_it_is_retried(
     project, truth = digits_project(label_studio, "label studio down", pngs[:60])
     with LabelStudioProxy(label_studio.url) as proxy:
         env = {
+            "ALFAMIX_QUEUE_HEAD": WHOLE_POOL,
             "LABEL_STUDIO_URL": proxy.url,
             "LABEL_STUDIO_API_KEY": label_studio.api_key,
             "ALFAMIX_RECONCILE_SECONDS": "2",
@@ -183,6 +188,7 @@ def test_a_storm_of_webhooks_is_answered_fast_and_coalesced(
     project, truth = digits_project(label_studio, "storm", pngs[:80])
     other, other_truth = digits_project(label_studio, "storm neighbour", pngs[80:120])
     env = {
+        "ALFAMIX_QUEUE_HEAD": WHOLE_POOL,
         "LABEL_STUDIO_URL": label_studio.url,
         "LABEL_STUDIO_API_KEY": label_studio.api_key,
         "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
