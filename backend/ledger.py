@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeGuard
 
 from redis import Redis
 
@@ -27,7 +27,8 @@ from backend.store import atomic_write_json, read_json
 
 TASKS = "tasks"
 ANNOTATIONS = "annotations"
-SYNCED = "synced"  # what was last listed from Label Studio, and when: {"tasks": t, "labels": t}
+LABELS = "labels"
+SYNCED = "synced"  # what was last listed from Label Studio, and when: {TASKS: t, LABELS: t}
 SKIPPED = "skipped"  # task id -> why its image could not be embedded
 _REDIS_CHUNK = 5_000  # fields per HSET/HDEL command
 
@@ -212,15 +213,14 @@ class LabelLedger:
         if entries:
             self.hashes.put(TASKS, entries)
 
-    def note_annotations(self, annotations: Iterable[Mapping[str, Any]], task_id: int | None = None) -> None:
+    def note_annotations(self, annotations: Iterable[Mapping[str, Any]]) -> None:
         now = time.time()
         entries = {}
         for annotation in annotations:
-            task = annotation.get("task", task_id)
-            if isinstance(task, Mapping):
-                task = task.get("id")
-            if _is_id(annotation.get("id")) and _is_id(task):
-                entries[str(annotation["id"])] = _annotation_entry(annotation, int(task), now)
+            task = annotation.get("task")
+            task_id = task.get("id") if isinstance(task, Mapping) else task
+            if _is_id(annotation.get("id")) and _is_id(task_id):
+                entries[str(annotation["id"])] = _annotation_entry(annotation, task_id, now)
         if entries:
             self.hashes.put(ANNOTATIONS, entries)
 
@@ -252,7 +252,7 @@ class LabelLedger:
                 if _is_id(annotation.get("id")):
                     listed[str(annotation["id"])] = _annotation_entry(annotation, int(task["id"]), now)
         self._replace(ANNOTATIONS, listed, listed_since)
-        self._mark_synced("labels", now)
+        self._mark_synced(LABELS, now)
 
     def note_skipped(self, failed: Mapping[int, str]) -> None:
         """Tasks whose image could not be embedded, so that rounds report them and stop asking."""
@@ -263,7 +263,7 @@ class LabelLedger:
         return {int(task_id): why for task_id, why in self.hashes.read(SKIPPED).items()}
 
     def synced_at(self, what: str) -> float | None:
-        """When tasks ("tasks") or annotations ("labels") were last listed from Label Studio."""
+        """When tasks (TASKS) or annotations (LABELS) were last listed from Label Studio."""
         value = self.hashes.read(SYNCED).get(what)
         return float(value) if value is not None else None
 
@@ -326,7 +326,7 @@ def _annotation_entry(annotation: Mapping[str, Any], task_id: int, now: float) -
     )
 
 
-def _is_id(value: Any) -> bool:
+def _is_id(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from backend.ledger import TASKS, LabelLedger
+from backend.ledger import LABELS, TASKS, LabelLedger
 from backend.ls_client import LabelStudioClient
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def sync_ledger(client: LabelStudioClient, project: Mapping[str, Any], ledger: L
         tasks_listed = len(tasks)
         logger.info("project %s: listed %d tasks in %.1f s", project_id, len(tasks), time.time() - started)
 
-    labels_synced = ledger.synced_at("labels")
+    labels_synced = ledger.synced_at(LABELS)
     since_labels = now - labels_synced if labels_synced is not None else float("inf")
     labels_differ = counts.annotations != project.get("total_annotations_number", counts.annotations)
     if since_labels >= every or (labels_differ and since_labels >= LABELS_RETRY_SECONDS):
