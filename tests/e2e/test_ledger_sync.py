@@ -1,0 +1,74 @@
+"""The ledger's syncs against a real Label Studio, on SQLite and on PostgreSQL: what the counters
+and the two listings return, and that a sync repairs changes no webhook reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backend.ledger import FileHashes, LabelLedger, LedgerCounts
+from backend.ledger_sync import sync_ledger
+from backend.ls_client import LabelStudioClient
+from tests.e2e.label_studio import LabelStudioServer
+from tests.e2e.project import DIGITS, Project, choice_result, choices_config
+
+N_TASKS = 12
+
+
+@pytest.fixture(params=["label_studio", "label_studio_postgres"])
+def server(request: pytest.FixtureRequest) -> LabelStudioServer:
+    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
+
+
+def labels_of(ledger: LabelLedger) -> dict[int, list[str]]:
+    return {
+        t["id"]: [a["result"][0]["value"]["choices"][0] for a in t["annotations"] if not a["was_cancelled"]]
+        for t in ledger.tasks()
+        if t["annotations"]
+    }
+
+
+def test_a_sync_lists_labeled_tasks_only_and_repairs_what_no_webhook_reported(
+    server: LabelStudioServer, tmp_path: Path
+) -> None:
+    project = Project.create(server, f"ledger sync {server.database}", choices_config(DIGITS))
+    created = project.api(
+        "POST",
+        f"/api/projects/{project.project_id}/import",
+        params={"return_task_ids": "true"},
+        json=[{"image": f"http://127.0.0.1:9/img/{i}.png"} for i in range(N_TASKS)],
+    )["task_ids"]
+    first, second, third, skipped = created[:4]
+    annotations: dict[int, Any] = {}
+    for task_id, label in ((first, "1"), (second, "2"), (third, "3")):
+        annotations[task_id] = project.api(
+            "POST", f"/api/tasks/{task_id}/annotations/", json={"result": choice_result([label])}
+        )
+    project.api("POST", f"/api/tasks/{skipped}/annotations/", json={"result": [], "was_cancelled": True})
+
+    client = LabelStudioClient(server.url, server.api_key)
+    labeled = list(client.iter_labeled_tasks(project.project_id))
+    assert sorted(t["id"] for t in labeled) == sorted([first, second, third])  # the skip has no label
+    answer = client.get_project(project.project_id)
+    assert (answer["task_number"], answer["total_annotations_number"]) == (N_TASKS, 3)
+
+    ledger = LabelLedger(FileHashes(tmp_path / "ledger"))
+    report = sync_ledger(client, answer, ledger, every=300.0)
+    assert (report.tasks_listed, report.labeled_listed) == (N_TASKS, 3)
+    assert ledger.counts() == LedgerCounts(tasks=N_TASKS, annotations=3)
+    assert labels_of(ledger) == {first: ["1"], second: ["2"], third: ["3"]}
+    assert ledger.tasks()[0]["data"] == {"image": "http://127.0.0.1:9/img/0.png"}
+
+    # Counts that agree: nothing is listed.
+    quiet = sync_ledger(client, client.get_project(project.project_id), ledger, every=300.0)
+    assert (quiet.tasks_listed, quiet.labeled_listed) == (None, None)
+
+    # Changes no webhook reported (an annotation deleted, one relabeled): a periodic sync sees them.
+    project.api("DELETE", f"/api/annotations/{annotations[first]['id']}/")
+    project.api("PATCH", f"/api/annotations/{annotations[second]['id']}/", json={"result": choice_result(["7"])})
+    repaired = sync_ledger(client, client.get_project(project.project_id), ledger, every=0.0)
+    assert repaired.labeled_listed == 2
+    assert labels_of(ledger) == {second: ["7"], third: ["3"]}
+    assert ledger.counts() == LedgerCounts(tasks=N_TASKS, annotations=2)
