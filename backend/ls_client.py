@@ -99,11 +99,6 @@ class LabelStudioClient:
             json={"model_version": model_version, "sampling": UNCERTAINTY_SAMPLING},
         )
 
-    def model_versions(self, project_id: int) -> dict[str, int]:
-        """Prediction count per model version in the project."""
-        answer = self._call("GET", f"api/projects/{project_id}/model-versions/")
-        return {str(k): int(v) for k, v in (answer or {}).items()} if isinstance(answer, dict) else {}
-
     def predictions(self, project_id: int) -> list[dict[str, Any]]:
         """Every prediction of the project ({"id", "task", "model_version", ...})."""
         return list(self._call("GET", "api/predictions/", params={"project": project_id}) or [])
