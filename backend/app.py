@@ -28,7 +28,7 @@ from backend.coordination import redis_connection
 from backend.dispatch import Dispatcher, QueueUnavailableError, build_dispatcher
 from backend.errors import BackendError, BadRequestError, LabelConfigError
 from backend.label_config import parse_label_config
-from backend.learning_curve import CurvePoint, learning_curve, plot_png, stop_signal
+from backend.learning_curve import CurvePoint, audit_estimate, learning_curve, plot_png, stop_signal
 from backend.ledger import LabelLedger
 from backend.metrics import Metrics
 from backend.predictor import UNTRAINED_VERSION, Predictor
@@ -237,6 +237,8 @@ def create_app(settings: Settings, dispatcher: Dispatcher | None = None, predict
             "counts": counts,
             "learning_curve": [asdict(p) for p in points],
             "stop_signal": stop_signal(points),
+            "pool_accuracy": asdict(audit) if (audit := audit_estimate(rounds)) else None,
+            "strategy": last.get("strategy", settings.strategy),
             "rounds": rounds,
         }
         return status, points

@@ -84,6 +84,14 @@ def missing_tasks(records: Sequence[TaskRecord], cache: EmbeddingCache) -> list[
     return [r for r, row in zip(wanted, rows, strict=True) if row < 0 or cached.sources[row] != r.image_url]
 
 
+def spread(records: Sequence[TaskRecord], project_id: int) -> list[TaskRecord]:
+    """``records`` in a seeded random order, the same on every call: embedding them in it makes the
+    first tasks embedded a random sample of the project, not its lowest ids (on an import sorted
+    by class, those would start the cold-start queue inside one class)."""
+    order = np.random.default_rng(project_id).permutation(len(records))
+    return [records[i] for i in order]
+
+
 def embed_missing(
     project_id: int,
     records: Sequence[TaskRecord],

@@ -13,7 +13,7 @@ from rq import get_current_job
 from backend.context import Context, build_context
 from backend.coordination import Coordinator, RedisCoordinator
 from backend.dispatch import JobRequest, RQDispatcher
-from backend.embedder import embed_missing, encoder_key, load_encoder
+from backend.embedder import embed_missing, encoder_key, load_encoder, spread
 from backend.errors import BackendError
 from backend.rounds import StageReporter, ignore_stage, prune_predictions, read_ledger, run_round
 from backend.settings import Settings
@@ -27,14 +27,16 @@ EMBED_JOB_TASKS = 2048  # tasks one embed job takes on before it yields to pendi
 
 def embed_new_tasks(context: Context, project_id: int, stage: StageReporter = ignore_stage) -> dict[str, Any]:
     """Embed up to EMBED_JOB_TASKS tasks the cache lacks; "more" asks for another embed job, so
-    that rounds requested meanwhile run in between."""
+    that rounds requested meanwhile run in between, and "needs_queue" asks for the cold-start
+    round of a project that has no queue yet."""
     stage("reading")
     settings = context.settings
     ledger, _, snapshot, _ = read_ledger(context, project_id)
+    store = context.store(project_id)
     report = embed_missing(
         project_id,
-        snapshot.tasks,
-        context.store(project_id).embeddings(encoder_key(settings)),
+        spread(snapshot.tasks, project_id),
+        store.embeddings(encoder_key(settings)),
         load_encoder(settings),
         context.fetcher,
         settings.max_image_pixels,
@@ -49,6 +51,7 @@ def embed_new_tasks(context: Context, project_id: int, stage: StageReporter = ig
         "n_skipped": len(report.failed),
         "n_left": report.left,
         "more": report.left > 0,
+        "needs_queue": report.embedded > 0 and store.live() is None,
     }
 
 
@@ -69,11 +72,14 @@ JOBS: dict[str, Callable[[Context, int, StageReporter], dict[str, Any]]] = {
 
 def follow_ups(kind: str, result: dict[str, Any]) -> list[str]:
     """Jobs to request when one ends: a new queue leaves old predictions to prune, tasks a round
-    found without embeddings ask for an embed job, and a job that stopped at its limit ("more")
-    asks for itself again."""
+    found without embeddings ask for an embed job, the first embedded tasks of a project with no
+    queue ask for the round that pushes its cold-start queue, and a job that stopped at its
+    limit ("more") asks for itself again."""
     kinds = ["prune"] if kind == "round" and result.get("model_version") else []
     if kind == "round" and result.get("n_unembedded"):
         kinds.append("embed")
+    if kind == "embed" and result.get("needs_queue"):
+        kinds.append("round")
     return [*kinds, kind] if result.get("more") else kinds
 
 

@@ -20,6 +20,7 @@ from typing import Any
 MIN_JUDGED = 20  # labels pooled into one curve point
 STOP_WINDOW = 200  # labels
 STOP_GAIN = 0.01  # one accuracy point
+AUDIT_WINDOW = 50  # audit tasks pooled into the pool-accuracy estimate: about +-14 points at 95%
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,33 @@ def learning_curve(rounds: Sequence[dict[str, Any]], min_judged: int = MIN_JUDGE
     if judged:
         points.append(_point(last_judged, hits, judged))  # the latest versions, even if fewer labels judged them
     return points
+
+
+@dataclass(frozen=True)
+class AuditEstimate:
+    """Pre-label accuracy on the audit tasks: drawn at random from the pool, so unbiased for it."""
+
+    n_judged: int
+    accuracy: float
+    low: float  # 95% Wilson interval
+    high: float
+
+
+def audit_estimate(rounds: Sequence[dict[str, Any]], window: int = AUDIT_WINDOW) -> AuditEstimate | None:
+    """The latest audit tasks judged, pooled from the newest round back until ``window`` are;
+    None before the first. Older models pre-labeled some of them, so while accuracy still rises
+    this reads a little below the live model."""
+    hits = judged = 0
+    for record in reversed(rounds):
+        if record.get("status") == "done" and record.get("n_audited"):
+            hits += int(record.get("audit_hits") or 0)
+            judged += int(record["n_audited"])
+            if judged >= window:
+                break
+    if judged == 0:
+        return None
+    low, high = wilson_interval(hits, judged)
+    return AuditEstimate(judged, hits / judged, low, high)
 
 
 def _point(judged_version: dict[str, Any], hits: int, judged: int) -> CurvePoint:

@@ -39,17 +39,18 @@ def bulk_predictions(
     task_ids: np.ndarray,  # (N,)
     probs: np.ndarray | None,  # (N, C), None before any label (no head yet)
     score: np.ndarray,  # (N,) lower = label sooner
-    cluster: np.ndarray,  # (N,) k-means cluster of the round's batch, -1 elsewhere
     model_version: str,
 ) -> list[dict[str, Any]]:
-    """One prediction per task for POST /api/projects/{id}/import/predictions."""
+    """One prediction per task for POST /api/projects/{id}/import/predictions.
+
+    No ``cluster``: the import stores None whatever it is sent, and with None everywhere Label
+    Studio's uncertainty sampling serves by score alone (docs/label_studio_notes.md)."""
     label_sets = predicted_label_sets(probs, spec.multi_label) if probs is not None else [()] * len(task_ids)
     return [
         {
             "task": int(task_id),
             "model_version": model_version,
             "score": float(score[i]),
-            "cluster": int(cluster[i]) if cluster[i] >= 0 else None,
             "result": choices_result(spec, label_sets[i]),
         }
         for i, task_id in enumerate(task_ids)

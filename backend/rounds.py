@@ -15,15 +15,16 @@ import torch
 
 from backend.annotations import ProjectSnapshot, snapshot_tasks
 from backend.context import Context
-from backend.embedder import embed_missing, encoder_key, load_encoder, missing_tasks
+from backend.embedder import embed_missing, encoder_key, load_encoder, missing_tasks, spread
 from backend.errors import LabelStudioError
 from backend.label_config import ClassificationSpec, parse_label_config
 from backend.ledger import LabelLedger
 from backend.ledger_sync import SyncReport, sync_ledger
 from backend.predictions import bulk_predictions
+from backend.settings import Settings
 from backend.store import CachedEmbeddings, ProjectStore
-from model.alfamix.query import QueryConfig, QueryResult, cold_start, query
-from model.head import HeadConfig, predict_proba, train_head
+from model.alfamix.stream import CarriedBatch, StreamConfig, StreamQueue, stream_queue
+from model.head import HeadConfig, train_head
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
     n_labeled_missing = len(missing_tasks(snapshot.labeled, cache))
     report = embed_missing(
         project_id,
-        [*snapshot.labeled, *snapshot.unlabeled],
+        [*snapshot.labeled, *spread(snapshot.unlabeled, project_id)],
         cache,
         runtime,
         context.fetcher,
@@ -107,33 +108,29 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
         return record
 
     stage("training")
-    config = replace(HEAD_CONFIG, epochs=settings.head_epochs)
-    head = train_head(data.z_lab, data.y_lab, len(spec.labels), config) if len(data.y_lab) else None
+    head_config = replace(HEAD_CONFIG, epochs=settings.head_epochs)
+    head = train_head(data.z_lab, data.y_lab, len(spec.labels), head_config) if len(data.y_lab) else None
     clock.lap("train_seconds")
     stage("scoring")
-    n_query = min(settings.n_query, len(data.z_unl))
-    if head is not None:
-        result = query(data.z_lab, data.y_lab, data.z_unl, head, QueryConfig(n_query=n_query))
-        probs = predict_proba(head, data.z_unl).numpy()  # (N, C)
-    else:
-        result, probs = cold_start(data.z_unl, n_query), None
+    previous = (store.live() or {}).get("model_version")
+    carried = _carried_batch(store, previous, data.unlabeled_task_ids)
+    config = StreamConfig(strategy=settings.strategy, n_query=settings.n_query, audit_fraction=settings.audit_fraction)
+    queue = stream_queue(data.z_lab, data.y_lab, data.z_unl, head, carried, config)
+    probs = queue.probs  # (N, C), None before the first label
     clock.lap("query_seconds")
 
-    previous = (store.live() or {}).get("model_version")
     model_version = _new_version(len(store.rounds()) + 1)
     predicted = _top_class(probs, len(data.unlabeled_task_ids))  # (N,)
-    batch = result.order[:n_query]  # this round's diverse batch
-    _save_version(store, model_version, spec, head, data, result, predicted, settings.encoder, report.embedded)
+    _save_version(store, model_version, spec, head, data, queue, predicted, settings, report.embedded)
     stage("pushing")
     # Only the front of the queue is written: the tasks annotators get next. Label Studio asks
     # /predict for any other task it opens without a prediction.
-    front = result.order[: settings.queue_head]  # (H,)
+    front = queue.order[: settings.queue_head]  # (H,)
     predictions = bulk_predictions(
         spec,
         data.unlabeled_task_ids[front],
         probs[front] if probs is not None else None,
-        result.score[front],
-        result.cluster[front],
+        queue.score[front],
         model_version,
     )
     created = context.client.import_predictions(project_id, predictions)
@@ -159,7 +156,11 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
         "n_tasks": len(snapshot.tasks),
         "n_labeled_tasks": len(data.labeled_task_ids),
         "n_unlabeled_tasks": len(data.unlabeled_task_ids),
-        "n_candidates": int(result.candidates.sum()),
+        "strategy": settings.strategy,
+        "batch_kind": queue.batch_kind,
+        "batch_event": queue.batch_event,
+        "n_batch": len(queue.batch),
+        "n_candidates": int(queue.candidates.sum()),
         "n_predictions": created,
         "n_unembedded": n_unembedded,
         "tasks_listed": sync.tasks_listed,
@@ -167,8 +168,10 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
         "n_embedded": report.embedded,
         "skipped_tasks": skipped,
         "rejected_annotations": {str(task_id): why for task_id, why in snapshot.rejected},
-        "queue_head": [int(t) for t in data.unlabeled_task_ids[result.order[:10]]],
-        **_compare_with_previous(store, previous, snapshot, data.unlabeled_task_ids[batch], predicted[batch]),
+        "queue_head": [int(t) for t in data.unlabeled_task_ids[queue.order[:10]]],
+        **_compare_with_previous(
+            store, previous, snapshot, data.unlabeled_task_ids[queue.batch], predicted[queue.batch]
+        ),
         **clock.laps,
     }
     store.append_round(record)
@@ -239,26 +242,49 @@ def _new_version(round_number: int) -> str:
     return f"{VERSION_PREFIX}{round_number}-{datetime.now(UTC):%Y%m%d%H%M%S}"
 
 
+def _carried_batch(store: ProjectStore, previous: str | None, unlabeled_task_ids: np.ndarray) -> CarriedBatch:
+    """The live version's batch as indices into this round's pool: labeled (or deleted) members drop out."""
+    meta = (store.load_meta(previous) if previous else None) or {}
+    position = {int(task): i for i, task in enumerate(unlabeled_task_ids)}
+
+    def indices(task_ids: list[int]) -> np.ndarray:
+        return np.array([position[t] for t in task_ids if t in position], dtype=np.int64)
+
+    batch = meta.get("batch") or {}
+    return CarriedBatch(
+        members=indices(batch.get("task_ids", [])),
+        audit=indices(batch.get("audit_task_ids", [])),
+        kind=batch.get("kind", "alfamix"),
+    )
+
+
 def _save_version(
     store: ProjectStore,
     model_version: str,
     spec: ClassificationSpec,
     head: torch.nn.Module | None,
     data: TrainingSet,
-    result: QueryResult,
+    queue: StreamQueue,
     predicted: np.ndarray,
-    encoder: str,
+    settings: Settings,
     n_embedded: int,
 ) -> None:
     if head is not None:
         store.save_head(model_version, head.state_dict())
-    store.save_queue(model_version, data.unlabeled_task_ids, predicted, result.score)
+    store.save_queue(model_version, data.unlabeled_task_ids, predicted, queue.score)
     store.save_meta(
         model_version,
         {
             "labels": list(spec.labels),
             "label_fingerprint": spec.fingerprint,
-            "encoder": encoder,
+            "encoder": settings.encoder,
+            "strategy": settings.strategy,
+            # What the next round carries: the batch at the head of this version's queue.
+            "batch": {
+                "kind": queue.batch_kind,
+                "task_ids": data.unlabeled_task_ids[queue.batch].tolist(),
+                "audit_task_ids": data.unlabeled_task_ids[queue.audit].tolist(),
+            },
             "head": {"kind": HEAD_CONFIG.kind, "hidden_dim": HEAD_CONFIG.hidden_dim} if head is not None else None,
             "embedding_dim": int(data.z_unl.shape[1]) if data.z_unl.ndim == 2 else 0,
             "n_labeled_tasks": len(data.labeled_task_ids),
@@ -299,14 +325,19 @@ def _compare_with_previous(
     """How the previous version did and how the new one differs from it.
 
     prelabel_accuracy: how often the class the previous version pre-selected was the one the
-    annotator chose (labels submitted since it went live). head_agreement: how often the two
-    versions predict the same class on the new queue head (the batch annotators see next).
+    annotator chose (labels submitted since it went live). audit_hits of n_audited: the same on
+    the labeled tasks of its batch that were drawn at random, an unbiased sample of the pool.
+    head_agreement: how often the two versions predict the same class on the new queue head
+    (the batch annotators see next).
     """
     queue = store.load_queue(previous) if previous else None
     if queue is None:
-        return {"n_prelabeled": 0, "prelabel_accuracy": None, "head_agreement": None}
+        return {"n_prelabeled": 0, "prelabel_accuracy": None, "head_agreement": None, "n_audited": 0, "audit_hits": 0}
     predicted = dict(zip(queue["task_ids"].tolist(), queue["predicted"].tolist(), strict=True))
-    hits = [predicted[t.task_id] in t.labels for t in snapshot.labeled if predicted.get(t.task_id, -1) >= 0]
+    audit = set(((store.load_meta(str(previous)) or {}).get("batch") or {}).get("audit_task_ids", []))
+    judged = [t for t in snapshot.labeled if predicted.get(t.task_id, -1) >= 0]
+    hits = [predicted[t.task_id] in t.labels for t in judged]
+    audit_hits = [hit for t, hit in zip(judged, hits, strict=True) if t.task_id in audit]
     same = [
         predicted[t] == p
         for t, p in zip(head_ids.tolist(), head_predicted.tolist(), strict=True)
@@ -316,6 +347,8 @@ def _compare_with_previous(
         "n_prelabeled": len(hits),
         "prelabel_accuracy": float(np.mean(hits)) if hits else None,
         "head_agreement": float(np.mean(same)) if same else None,
+        "n_audited": len(audit_hits),
+        "audit_hits": int(sum(audit_hits)),
     }
 
 

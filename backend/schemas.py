@@ -96,4 +96,7 @@ class StatusResponse(BaseModel):
     counts: dict[str, int]  # tasks, labeled, ranked (in the queue), skipped (image problems), as of the last round
     learning_curve: list[dict[str, Any]]  # n_labels, model_version, n_judged, accuracy, low, high
     stop_signal: str  # whether more labels still raise pre-label accuracy, in words
+    # Pre-label accuracy on the audit tasks (ALFAMIX_AUDIT_FRACTION): n_judged, accuracy, low, high
+    pool_accuracy: dict[str, Any] | None
+    strategy: str  # ALFAMIX_STRATEGY of the latest round
     rounds: list[dict[str, Any]]

@@ -14,6 +14,8 @@ T = TypeVar("T", int, float)
 
 ENCODER_NAMES = ("efficientnet_lite0", "resnet18", "resnet50", "vit_b_16")
 DEVICES = ("auto", "cpu", "cuda")
+# model.alfamix.stream.STRATEGIES, repeated so that reading settings never imports torch (a test checks).
+STRATEGIES = ("alfamix", "random", "entropy", "margin", "coreset")
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,11 @@ class Settings:
     encoder: str = "efficientnet_lite0"  # ALFAMIX_ENCODER
     encoder_weights: str | None = "DEFAULT"  # ALFAMIX_ENCODER_WEIGHTS; "none" = random init
     device: str = "auto"  # ALFAMIX_DEVICE
-    n_query: int = 100  # ALFAMIX_BATCH_SIZE: tasks in one round's diverse batch
+    n_query: int = 100  # ALFAMIX_BATCH_SIZE: tasks in one diverse batch, kept at the head until labeled
+    strategy: str = "alfamix"  # ALFAMIX_STRATEGY: how the queue is ordered, to compare on one's own data
+    # ALFAMIX_AUDIT_FRACTION: share of each new batch drawn at random, whose pre-labels estimate the
+    # accuracy on the whole pool (0 = no audit).
+    audit_fraction: float = 0.0
     # ALFAMIX_QUEUE_HEAD: predictions a round writes, the front of the queue. 50 outlast a round
     # at 10 labels per second when rounds take 5 s, and a prune job deletes them in about 5 s.
     queue_head: int = 50
@@ -85,6 +91,8 @@ class Settings:
             encoder_weights=None if (weights or "").lower() == "none" else weights,
             device=env.choice("ALFAMIX_DEVICE", "auto", DEVICES),
             n_query=env.integer("ALFAMIX_BATCH_SIZE", 100, low=1, high=100_000),
+            strategy=env.choice("ALFAMIX_STRATEGY", "alfamix", STRATEGIES),
+            audit_fraction=env.number("ALFAMIX_AUDIT_FRACTION", 0.0, low=0.0, high=0.5),
             queue_head=env.integer("ALFAMIX_QUEUE_HEAD", 50, low=1, high=1_000_000),
             head_epochs=env.integer("ALFAMIX_HEAD_EPOCHS", 300, low=1, high=1_000_000),
             embed_batch_size=env.integer("ALFAMIX_EMBED_BATCH_SIZE", 64, low=1, high=4096),

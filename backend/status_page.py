@@ -48,6 +48,8 @@ td, th {{ border-bottom: 1px solid #ddd; padding: 0.3rem 0.6rem; }}
 <dt>Tasks</dt><dd id="counts">{counts.get("tasks", 0):,} tasks, {counts.get("labeled", 0):,} labeled,
 {counts.get("ranked", 0):,} ranked in the queue, {counts.get("skipped", 0):,} skipped (image problems)</dd>
 <dt>Is labeling more worth it?</dt><dd id="stop-signal">{esc(status.get("stop_signal") or "")}</dd>
+<dt>Queue strategy</dt><dd id="strategy">{esc(status.get("strategy") or "")}</dd>
+<dt>Accuracy on the whole pool</dt><dd id="pool-accuracy">{_pool_accuracy(status.get("pool_accuracy"))}</dd>
 </dl>
 <h2>Learning curve</h2>
 <p>How often annotators kept the pre-selected class ({len(points)} points, each pooling the labels that judged
@@ -55,8 +57,8 @@ consecutive model versions). The queue serves the hardest tasks first, so this i
 whole pool: read its trend.</p>
 <img id="learning-curve" src="/projects/{project_id}/learning-curve.png" alt="learning curve" width="640" height="360">
 <h2>Rounds</h2>
-<table id="rounds"><tr><th>model version</th><th>finished</th><th>labels</th><th>pre-label accuracy</th>
-<th>agreement on queue head</th><th>seconds</th><th>status</th></tr>
+<table id="rounds"><tr><th>model version</th><th>finished</th><th>labels</th><th>strategy</th><th>batch</th>
+<th>pre-label accuracy</th><th>agreement on queue head</th><th>seconds</th><th>status</th></tr>
 {rows}
 </table>
 <p><a href="/projects/{project_id}/status">JSON</a> · <a href="/metrics">metrics</a></p>
@@ -72,9 +74,26 @@ def _history_row(record: dict[str, Any]) -> str:
     detail = esc(str(record.get("error", ""))[:120]) if status == "failed" else ""
     return (
         f'<tr class="{esc(status)}"><td>{esc(str(record.get("model_version") or "-"))}</td><td>{finished}</td>'
-        f"<td>{record.get('n_labeled_tasks', '')}</td><td>{_percent(record.get('prelabel_accuracy'))}</td>"
+        f"<td>{record.get('n_labeled_tasks', '')}</td><td>{esc(str(record.get('strategy', '')))}</td>"
+        f"<td>{esc(_batch(record))}</td><td>{_percent(record.get('prelabel_accuracy'))}</td>"
         f"<td>{_percent(record.get('head_agreement'))}</td><td>{seconds:.1f}</td>"
         f"<td>{esc(status)} {detail}</td></tr>\n"
+    )
+
+
+def _batch(record: dict[str, Any]) -> str:
+    """What the head of the queue is and why, e.g. "alfamix, kept" or "diversity, new"."""
+    if not record.get("batch_kind"):
+        return ""
+    return f"{record['batch_kind']}, {record.get('batch_event', '')}"
+
+
+def _pool_accuracy(estimate: dict[str, Any] | None) -> str:
+    if not estimate:
+        return "no audit tasks labeled yet (set ALFAMIX_AUDIT_FRACTION, e.g. 0.05, to have some)"
+    return (
+        f"{estimate['accuracy']:.0%} (95% interval {estimate['low']:.0%} to {estimate['high']:.0%}), "
+        f"from the pre-labels of the latest {estimate['n_judged']} audit tasks, drawn at random from the pool"
     )
 
 

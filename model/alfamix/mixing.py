@@ -34,6 +34,19 @@ def compute_anchors(z_lab: torch.Tensor, y_lab: torch.Tensor, n_classes: int) ->
     return anchors
 
 
+def distinct_anchors(anchors: torch.Tensor) -> torch.Tensor:
+    """The anchors (C, D) with repeated rows dropped, (K, D) with K <= C, first occurrences in order.
+
+    Classes without a label share one anchor (the labeled mean): mixing towards a repeated
+    anchor is the same test, so a flip there would be counted once per unlabeled class.
+    Example: rows [a, b, m, m, m] give [a, b, m].
+    """
+    _, inverse = torch.unique(anchors, dim=0, return_inverse=True)  # (C,)
+    first = torch.full((int(inverse.max()) + 1,), len(anchors), dtype=torch.int64, device=anchors.device)
+    first.scatter_reduce_(0, inverse, torch.arange(len(anchors), device=anchors.device), reduce="amin")
+    return anchors[first.sort().values]
+
+
 def loss_gradient(head: nn.Module, z_unl: torch.Tensor, pseudo_labels: torch.Tensor) -> torch.Tensor:
     """Gradient of cross-entropy(head(z_u), pseudo_label_u) with respect to each z_u, (N, D).
 

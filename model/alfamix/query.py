@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from model.alfamix.candidates import CandidateSearch, search_closed_form
 from model.alfamix.learned import LearnedAlphaConfig, search_learned
-from model.alfamix.mixing import cap_schedule, compute_anchors
+from model.alfamix.mixing import cap_schedule, compute_anchors, distinct_anchors
 from model.alfamix.queue import build_queue, rank_rest
 from model.alfamix.selection import KMeansConfig, distance_to_nearest, select_diverse, subsample
 from model.errors import ModelInputError
@@ -88,7 +88,7 @@ def query(
     with torch.no_grad():
         probs = predict_proba(head, z_unl, batch_size=chunk_size * n_classes)  # (N, C)
         pseudo_labels = probs.argmax(dim=1)  # (N,)
-        anchors = compute_anchors(z_lab, y_lab, n_classes)  # (C, D)
+        anchors = distinct_anchors(compute_anchors(z_lab, y_lab, n_classes))  # (K, D), K <= C
         if mode == "closed_form":
             search = search_closed_form(
                 head, z_unl, anchors, pseudo_labels, n_query=config.n_query, caps=caps, chunk_size=chunk_size

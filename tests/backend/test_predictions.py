@@ -34,35 +34,27 @@ def test_bulk_predictions_are_the_exact_wire_dicts() -> None:
         task_ids=np.array([11, 12], dtype=np.int64),
         probs=PROBS[[0, 2]],
         score=np.array([0.25, -1.5], dtype=np.float32),
-        cluster=np.array([-1, 3], dtype=np.int64),
         model_version="v3",
     )
 
     assert predictions == [
-        {"task": 11, "model_version": "v3", "score": 0.25, "cluster": None, "result": choices("Dog")},
-        {"task": 12, "model_version": "v3", "score": -1.5, "cluster": 3, "result": choices("Cat")},
+        {"task": 11, "model_version": "v3", "score": 0.25, "result": choices("Dog")},
+        {"task": 12, "model_version": "v3", "score": -1.5, "result": choices("Cat")},
     ]
-    assert [(type(p["task"]), type(p["score"]), type(p["cluster"])) for p in predictions] == [
-        (int, float, type(None)),
-        (int, float, int),
-    ]
+    assert [(type(p["task"]), type(p["score"])) for p in predictions] == [(int, float), (int, float)]
     json.dumps(predictions)  # numpy scalars would not serialise
 
 
 def test_multi_label_prediction_lists_every_kept_label() -> None:
-    predictions = bulk_predictions(
-        MULTI, np.array([11]), PROBS[[0]], np.array([0.5]), np.array([0]), model_version="v3"
-    )
+    predictions = bulk_predictions(MULTI, np.array([11]), PROBS[[0]], np.array([0.5]), model_version="v3")
 
     assert predictions[0]["result"] == choices("Dog", "Bird")
 
 
 def test_no_probabilities_give_an_empty_result() -> None:
-    predictions = bulk_predictions(
-        SINGLE, np.array([11, 12]), None, np.array([1.0, 2.0]), np.array([-1, -1]), model_version="v0"
-    )
+    predictions = bulk_predictions(SINGLE, np.array([11, 12]), None, np.array([1.0, 2.0]), model_version="v0")
 
     assert predictions == [
-        {"task": 11, "model_version": "v0", "score": 1.0, "cluster": None, "result": []},
-        {"task": 12, "model_version": "v0", "score": 2.0, "cluster": None, "result": []},
+        {"task": 11, "model_version": "v0", "score": 1.0, "result": []},
+        {"task": 12, "model_version": "v0", "score": 2.0, "result": []},
     ]

@@ -210,9 +210,12 @@ def test_the_embed_job_takes_a_limited_number_of_tasks_and_asks_for_more(
     setup: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(jobs, "EMBED_JOB_TASKS", 8)
+    monkeypatch.setattr(rounds, "ROUND_EMBED_TASKS", 0)
     context, _ = setup
     first = embed_new_tasks(context, 5)
-    assert (first["n_embedded"], first["n_left"], jobs.follow_ups("embed", first)) == (8, 12, ["embed"])
+    # The project has no queue yet: its first embedded tasks ask for the cold-start round.
+    assert (first["n_embedded"], first["n_left"], jobs.follow_ups("embed", first)) == (8, 12, ["round", "embed"])
+    run_round(context, 5)
     second, third = embed_new_tasks(context, 5), embed_new_tasks(context, 5)
     assert (second["n_left"], third["n_embedded"], jobs.follow_ups("embed", third)) == (4, 4, [])
 
@@ -244,3 +247,53 @@ def test_pruning_stops_at_its_time_budget_and_asks_for_more(setup: Any, monkeypa
     result = jobs.prune_old_predictions(context, 5)  # the store keeps no version: all 5 old ones are stale
     assert (result["n_deleted"], result["n_left"]) == (1, 4) and jobs.follow_ups("prune", result) == ["prune"]
     assert fake.versions() == {"alfamix-0-20250101000000", "someone-elses-model"}
+
+
+def test_the_batch_keeps_its_place_at_the_head_across_rounds(setup: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ledger_sync, "LABELS_RETRY_SECONDS", 0.0)  # no webhook here: the sync finds the label
+    context, fake = setup
+    context.settings = replace(context.settings, queue_head=20)
+    fake.labels = {1: "dark", 11: "light"}
+    first = embedded_round(context, fake)
+    batch = ProjectStore(context.settings.model_dir, 5).load_meta(first["model_version"])["batch"]  # type: ignore[index]
+    fake.labels[batch["task_ids"][0]] = "dark" if batch["task_ids"][0] <= 10 else "light"  # the first is labeled
+    second = run_round(context, 5)
+    imports = [payload for kind, payload in fake.calls if kind == "import"]
+    pushed = sorted(imports[-1], key=lambda p: p["score"])
+
+    assert (first["batch_event"], first["n_batch"], second["batch_event"]) == ("new", 4, "kept")
+    assert second["batch_kind"] == first["batch_kind"] and second["n_batch"] == 3
+    assert [p["task"] for p in pushed[:3]] == batch["task_ids"][1:]
+
+
+def test_the_strategy_setting_orders_the_queue_and_is_recorded(setup: Any) -> None:
+    context, fake = setup
+    context.settings = replace(context.settings, strategy="margin")
+    fake.labels = {1: "dark", 11: "light"}
+    record = embedded_round(context, fake)
+    meta = ProjectStore(context.settings.model_dir, 5).load_meta(record["model_version"])
+
+    assert (record["strategy"], record["batch_kind"], record["batch_event"]) == ("margin", "margin", "requeried")
+    assert meta is not None and meta["strategy"] == "margin"
+
+
+def test_labeled_audit_tasks_judge_the_version_that_pre_labeled_them(
+    setup: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ledger_sync, "LABELS_RETRY_SECONDS", 0.0)  # no webhook here: the sync finds the label
+    context, fake = setup
+    context.settings = replace(context.settings, audit_fraction=0.5)  # 2 of a batch of 4
+    fake.labels = {1: "dark", 2: "dark", 11: "light", 12: "light"}
+    first = embedded_round(context, fake)
+    store = ProjectStore(context.settings.model_dir, 5)
+    audit = store.load_meta(first["model_version"])["batch"]["audit_task_ids"]  # type: ignore[index]
+    queue = store.load_queue(first["model_version"])
+    assert queue is not None and len(audit) == 2
+    predicted = dict(zip(queue["task_ids"].tolist(), queue["predicted"].tolist(), strict=True))
+    truth = {task: "dark" if task <= 10 else "light" for task in audit}
+    fake.labels.update(truth)
+    second = run_round(context, 5)
+
+    expected_hits = sum(["dark", "light"][predicted[task]] == truth[task] for task in audit)
+    assert (second["n_audited"], second["audit_hits"]) == (2, expected_hits)
+    assert second["n_prelabeled"] == 2  # the audit tasks are the only labels since the first round

@@ -82,7 +82,9 @@ def test_labeling_through_next_follows_the_alfamix_queue(
             timeout=60,
             what="the webhook to carry the backend's basic auth",
         )
-    wait_until_idle(backend.url, project.project_id, auth)  # embedding of the existing tasks, started by /setup
+    # /setup started the embedding of the existing tasks; its first tasks asked for the cold-start round.
+    status = wait_until_idle(backend.url, project.project_id, auth)
+    _check_cold_start(project, status)
 
     labeled: dict[int, int] = {}
     for batch in range(N_BATCHES):
@@ -124,6 +126,19 @@ def test_labeling_through_next_follows_the_alfamix_queue(
     for name in backend.processes:
         log = backend.log(name)
         assert log and not [s for s in secrets if s in log], name
+
+
+def _check_cold_start(project: Project, status: dict[str, Any]) -> None:
+    """Before any label, a queue of diverse representatives is live and /next serves its head."""
+    (record,) = status["rounds"]
+    assert (record["status"], record["n_labeled_tasks"], record["n_unlabeled_tasks"]) == ("done", 0, N_TASKS)
+    assert (record["batch_kind"], record["batch_event"], record["n_batch"]) == ("diversity", "new", BATCH)
+    assert project.settings()["model_version"] == status["live_model_version"] == record["model_version"]
+    first = project.next_task()
+    assert first["id"] == record["queue_head"][0]
+    # No class is pre-selected: there is no model yet, only an order.
+    shown = [p for p in first["predictions"] if p["model_version"] == record["model_version"]]
+    assert [p["result"] for p in shown] == [[]] and shown[0]["score"] == 0.0
 
 
 def _check_round(
