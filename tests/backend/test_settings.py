@@ -67,6 +67,11 @@ def test_encoder_weights_none_means_random_init() -> None:
         ),
         ({"ALFAMIX_DEVICE": "tpu"}, "ALFAMIX_DEVICE='tpu' must be one of auto, cpu, cuda"),
         (
+            {"ALFAMIX_STRATEGY": "bald"},
+            "ALFAMIX_STRATEGY='bald' must be one of alfamix, random, entropy, margin, coreset",
+        ),
+        ({"ALFAMIX_AUDIT_FRACTION": "0.9"}, "ALFAMIX_AUDIT_FRACTION=0.9 must be between 0.0 and 0.5"),
+        (
             {"LABEL_STUDIO_URL": "localhost:8080"},
             "LABEL_STUDIO_URL='localhost:8080' must start with http:// or https://",
         ),
@@ -87,6 +92,8 @@ def test_encoder_weights_none_means_random_init() -> None:
         "log-level",
         "encoder",
         "device",
+        "strategy",
+        "audit-share",
         "url-scheme",
         "user-only",
         "pass-only",
@@ -113,3 +120,16 @@ def test_repr_hides_the_api_key_and_the_password() -> None:
     assert "key-9f3a61" not in repr(settings)
     assert "pw-77c1e0" not in repr(settings)
     assert "basic_auth_user='ann'" in repr(settings)
+
+
+def test_strategy_and_audit_share_are_read() -> None:
+    settings = Settings.from_env({"ALFAMIX_STRATEGY": "coreset", "ALFAMIX_AUDIT_FRACTION": "0.05"})
+    assert (settings.strategy, settings.audit_fraction) == ("coreset", 0.05)
+    assert (Settings().strategy, Settings().audit_fraction) == ("alfamix", 0.0)
+
+
+def test_the_settings_know_every_strategy_of_the_model() -> None:
+    from backend.settings import STRATEGIES
+    from model.alfamix.stream import STRATEGIES as MODEL_STRATEGIES
+
+    assert STRATEGIES == MODEL_STRATEGIES
