@@ -251,6 +251,11 @@ def test_status_page_and_learning_curve_render_from_the_history(tmp_path: Path) 
             "prelabel_accuracy": 0.7,
             "head_agreement": 0.9,
             "skipped_tasks": {"7": "broken"},
+            "strategy": "alfamix",
+            "batch_kind": "alfamix",
+            "batch_event": "kept",
+            "n_audited": 8,
+            "audit_hits": 6,
             "finished_at": 0,
         }
     )
@@ -258,12 +263,20 @@ def test_status_page_and_learning_curve_render_from_the_history(tmp_path: Path) 
 
     status = client.get("/projects/1/status").json()
     assert status["counts"] == {"tasks": 30, "labeled": 20, "ranked": 10, "skipped": 1}
+    assert status["strategy"] == "alfamix"
+    assert status["pool_accuracy"] == pytest.approx(
+        {"n_judged": 8, "accuracy": 0.75, "low": 0.4093, "high": 0.9285}, abs=1e-4
+    )
     assert [(p["n_labels"], p["model_version"], p["accuracy"]) for p in status["learning_curve"]] == [(10, "v0", 0.7)]
     assert status["stop_signal"].startswith("Pre-label accuracy is 70% after 10 labels")
     page = client.get("/projects/1")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert f'<dd id="live">{LIVE}' in page.text and "70%" in page.text and "90%" in page.text
     assert '<img id="learning-curve" src="/projects/1/learning-curve.png"' in page.text
+    assert (
+        '<dd id="pool-accuracy">75% (95% interval 41% to 93%), from the pre-labels of the latest 8 audit' in page.text
+    )
+    assert "<td>alfamix</td><td>alfamix, kept</td>" in page.text
     png = client.get("/projects/1/learning-curve.png")
     assert png.headers["content-type"] == "image/png" and png.content.startswith(b"\x89PNG")
 

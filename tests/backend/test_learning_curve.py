@@ -7,7 +7,7 @@ import io
 import pytest
 from PIL import Image
 
-from backend.learning_curve import CurvePoint, learning_curve, plot_png, stop_signal, wilson_interval
+from backend.learning_curve import CurvePoint, audit_estimate, learning_curve, plot_png, stop_signal, wilson_interval
 
 
 def done(version: str, labels: int, judged: int = 0, accuracy: float | None = None) -> dict[str, object]:
@@ -78,3 +78,18 @@ def test_stop_signal_in_words() -> None:
 def test_plot_is_a_640_by_360_png(points: list[CurvePoint]) -> None:
     image = Image.open(io.BytesIO(plot_png(points, "project 1")))
     assert image.format == "PNG" and image.size == (640, 360)
+
+
+def test_the_audit_estimate_pools_the_latest_audits_back_to_its_window() -> None:
+    rounds = [
+        {"status": "done", "n_audited": 30, "audit_hits": 3},  # an early, weak model: outside the window
+        {"status": "failed", "n_audited": 99, "audit_hits": 0},
+        {"status": "done", "n_audited": 0, "audit_hits": 0},
+        {"status": "done", "n_audited": 20, "audit_hits": 16},
+        {"status": "done", "n_audited": 30, "audit_hits": 27},
+    ]
+    estimate = audit_estimate(rounds, window=50)
+    assert estimate is not None
+    assert (estimate.n_judged, estimate.accuracy) == (50, 0.86)
+    assert (estimate.low, estimate.high) == pytest.approx(wilson_interval(43, 50))
+    assert audit_estimate(rounds[1:3]) is None

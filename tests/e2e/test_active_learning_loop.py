@@ -25,6 +25,7 @@ BATCH = 10
 N_BATCHES = 5
 QUEUE_HEAD = 40  # predictions a round writes; the rest get theirs from /predict when opened
 AUTH = ("alfamix", "s3cret-e2e-pass")
+AUDIT_FRACTION = 0.2  # in the RQ run: 2 of every batch of 10 are drawn at random
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +54,7 @@ def backend(mode: str, label_studio: LabelStudioServer, tmp_path: Path) -> Itera
             "BASIC_AUTH_USER": AUTH[0],
             "BASIC_AUTH_PASS": AUTH[1],
             "LABEL_STUDIO_API_KEY": label_studio.personal_access_token(),
+            "ALFAMIX_AUDIT_FRACTION": str(AUDIT_FRACTION),
         }
         _flush_redis_db(14)
     with BackendProcesses(tmp_path, env, workers=1 if mode == "rq" else 0) as processes:
@@ -117,6 +119,11 @@ def test_labeling_through_next_follows_the_alfamix_queue(
     assert curve and sum(p["n_judged"] for p in curve) == judged  # every judged label is on the curve, once
     assert curve == sorted(curve, key=lambda p: p["n_labels"])
     assert all(0.0 <= p["low"] <= p["accuracy"] <= p["high"] <= 1.0 for p in curve)
+    audited = sum(r.get("n_audited", 0) for r in status["rounds"] if r["status"] == "done")
+    if mode == "rq":  # every audit task labeled judged the version that pre-labeled it
+        assert 0 < audited <= 50 and status["pool_accuracy"]["n_judged"] == audited
+    else:
+        assert audited == 0 and status["pool_accuracy"] is None
     page = requests.get(f"{backend.url}/projects/{project.project_id}", auth=auth, timeout=30)
     assert page.status_code == 200 and status["live_model_version"] in page.text
     png = requests.get(f"{backend.url}/projects/{project.project_id}/learning-curve.png", auth=auth, timeout=30)
