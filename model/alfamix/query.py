@@ -71,7 +71,7 @@ def query(
     ``head`` maps (B, D) embeddings to (B, C) logits; an ``nn.Linear`` takes the
     fast path. Raises ModelInputError on malformed input.
     """
-    n_classes = _validate(z_lab, y_lab, z_unl, head, config)
+    n_classes = validate_query_inputs(z_lab, y_lab, z_unl, head, config)
     n_items, dim = z_unl.shape
     if n_items == 0:
         return _empty_result()
@@ -149,7 +149,7 @@ def cold_start(
     large pools); the rest follow farthest-from-the-batch first, so the queue
     keeps covering the regions the batch left out.
     """
-    _validate_pool(z_unl, n_query)
+    validate_pool(z_unl, n_query)
     if len(z_unl) == 0:
         return _empty_result()
     generator = torch.Generator(device=z_unl.device).manual_seed(random_state)
@@ -235,7 +235,8 @@ def all_finite(values: torch.Tensor, chunk_rows: int = 65_536) -> bool:
     )
 
 
-def _validate_pool(z_unl: torch.Tensor, n_query: int) -> None:
+def validate_pool(z_unl: torch.Tensor, n_query: int) -> None:
+    """Check an unlabeled pool (N, D) and a batch size; raise ModelInputError naming the problem."""
     if z_unl.ndim != 2:
         raise ModelInputError(f"z_unl must be 2-D (N, D), got shape {tuple(z_unl.shape)}")
     if not z_unl.is_floating_point():
@@ -248,11 +249,11 @@ def _validate_pool(z_unl: torch.Tensor, n_query: int) -> None:
         raise ModelInputError(f"n_query={n_query} should be >= 1")
 
 
-def _validate(
+def validate_query_inputs(
     z_lab: torch.Tensor, y_lab: torch.Tensor, z_unl: torch.Tensor, head: nn.Module, config: QueryConfig
 ) -> int:
     """Check shapes, dtypes, devices, values and settings once; return the number of classes."""
-    _validate_pool(z_unl, config.n_query)
+    validate_pool(z_unl, config.n_query)
     if config.mode not in DEFAULT_CAP_STEP:
         raise ModelInputError(f"mode={config.mode!r} should be one of {sorted(DEFAULT_CAP_STEP)}")
     if config.cap_step is not None and not 0 < config.cap_step <= 1:

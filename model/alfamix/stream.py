@@ -41,7 +41,7 @@ from torch.nn import functional as F
 from model.alfamix.candidates import search_closed_form
 from model.alfamix.learned import search_learned
 from model.alfamix.mixing import cap_schedule, compute_anchors, distinct_anchors
-from model.alfamix.query import DEFAULT_CAP_STEP, QueryConfig, _validate, _validate_pool
+from model.alfamix.query import DEFAULT_CAP_STEP, QueryConfig, validate_pool, validate_query_inputs
 from model.alfamix.selection import KMeansConfig, select_diverse, subsample
 from model.errors import ModelInputError
 from model.head import predict_proba
@@ -118,7 +118,8 @@ def stream_queue(
     tiebreak = rng.permutation(n_items)  # (N,)
     n_classes_labeled = len(torch.unique(y_lab)) if len(y_lab) else 0
     if head is not None and n_classes_labeled >= 2:
-        candidates, first_flip_cap, flip_count = _flip_summary(z_lab, y_lab, z_unl, head, config)
+        assert probs is not None  # a head gives probabilities
+        candidates, first_flip_cap, flip_count = _flip_summary(z_lab, y_lab, z_unl, head, probs, config)
     else:  # one labeled class: the loss gradient is exactly zero and nothing can flip
         candidates = np.zeros(n_items, dtype=bool)
         first_flip_cap = np.full(n_items, np.inf, dtype=np.float32)
@@ -135,7 +136,7 @@ def stream_queue(
 
 
 def _carry_decision(carried: CarriedBatch, candidates: np.ndarray) -> str:
-    """ "kept", "new" (nothing left to keep) or "stale" (the model moved on from the batch)."""
+    """Whether the carried batch is "kept", or replaced because it is empty ("new") or "stale"."""
     if len(carried.members) == 0:
         return "new"
     if carried.kind != "alfamix":
@@ -147,7 +148,12 @@ def _carry_decision(carried: CarriedBatch, candidates: np.ndarray) -> str:
 
 
 def _flip_summary(
-    z_lab: torch.Tensor, y_lab: torch.Tensor, z_unl: torch.Tensor, head: nn.Module, stream: StreamConfig
+    z_lab: torch.Tensor,
+    y_lab: torch.Tensor,
+    z_unl: torch.Tensor,
+    head: nn.Module,
+    probs: np.ndarray,
+    stream: StreamConfig,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Candidates at the paper's stopping cap (N,), first flipping cap over the whole schedule
     (N,) (inf if none) and distinct anchors flipping at that cap (N,)."""
@@ -155,10 +161,10 @@ def _flip_summary(
     mode = config.mode
     caps = cap_schedule(config.cap_step or DEFAULT_CAP_STEP[mode])
     n_items, dim = z_unl.shape
+    n_classes = probs.shape[1]
+    pseudo_labels = torch.from_numpy(probs.argmax(axis=1)).to(z_unl.device)  # (N,)
     with torch.no_grad():
-        n_classes = int(head(z_lab[:1]).shape[1])
         anchors = distinct_anchors(compute_anchors(z_lab, y_lab, n_classes))  # (K, D)
-        pseudo_labels = predict_proba(head, z_unl).argmax(dim=1)  # (N,)
         chunk_size = max(1, config.max_chunk_elements // (n_classes * max(dim, len(caps) * n_classes)))
         # n_query = N never stops the scan early: every cap is evaluated.
         if mode == "closed_form":
@@ -319,9 +325,9 @@ def _validate_stream(
     if not 0 <= config.audit_fraction < 1:
         raise ModelInputError(f"audit_fraction={config.audit_fraction} should be in [0, 1)")
     if head is not None and len(z_lab):
-        _validate(z_lab, y_lab, z_unl, head, replace(config.query, n_query=config.n_query))
+        validate_query_inputs(z_lab, y_lab, z_unl, head, replace(config.query, n_query=config.n_query))
     else:
-        _validate_pool(z_unl, config.n_query)
+        validate_pool(z_unl, config.n_query)
     n_items = len(z_unl)
     for name, indices in (("members", carried.members), ("audit", carried.audit)):
         if len(indices) and (indices.min() < 0 or indices.max() >= n_items):
