@@ -88,6 +88,20 @@ def mean_of(summaries: dict[Key, Summary], dataset: str, protocol: str, policy: 
     return summary.mean if summary is not None else NAN
 
 
+def paired_gap(runs: list[Run], dataset: str, protocol: str, other: str, policy: str = "alfamix") -> float:
+    """Mean over the seeds both protocols ran of (run mean under ``protocol`` − under ``other``); nan if none."""
+    by_seed = {
+        p: {
+            run["seed"]: run_mean(run)
+            for run in runs
+            if (run["dataset"], run["protocol"], run["policy"]) == (dataset, p, policy)
+        }
+        for p in (protocol, other)
+    }
+    seeds = sorted(set(by_seed[protocol]) & set(by_seed[other]))
+    return float(np.mean([by_seed[protocol][s] - by_seed[other][s] for s in seeds])) if seeds else NAN
+
+
 def rounded(value: float) -> float:
     """One decimal, as printed; adding 0.0 turns -0.0 into 0.0 so that -0.04 reads +0.0, not -0.0."""
     return round(value, 1) + 0.0
@@ -122,15 +136,14 @@ def format_protocol(summaries: dict[Key, Summary], protocol: str, served: bool) 
     return table(header, rows, 2)
 
 
-def format_alfamix_protocols(summaries: dict[Key, Summary]) -> str:
-    """ALFA-Mix's mean under every protocol, and the differences to live, per dataset."""
+def format_alfamix_protocols(summaries: dict[Key, Summary], runs: list[Run]) -> str:
+    """ALFA-Mix's mean under every protocol, and the differences to live over the seeds both ran, per dataset."""
     rows = []
     for dataset in _datasets(summaries):
-        live, every5, team3, audit5, batch = (mean_of(summaries, dataset, p) for p in PROTOCOLS)
-        diffs = [every5 - live, team3 - live, audit5 - live, live - batch]
-        rows.append(
-            [dataset, *(cell(v) for v in (live, every5, team3, audit5, batch))] + [cell(d, True) for d in diffs]
-        )
+        means = (mean_of(summaries, dataset, p) for p in PROTOCOLS)
+        diffs = [paired_gap(runs, dataset, p, "live") for p in ("live_every5", "team3", "live_audit5")]
+        diffs.append(paired_gap(runs, dataset, "live", "batch"))
+        rows.append([dataset, *(cell(v) for v in means)] + [cell(d, True) for d in diffs])
     header = ["dataset", *PROTOCOLS, "every5 − live", "team3 − live", "audit5 − live", "live − batch"]
     return table(header, rows, 1)
 
@@ -148,15 +161,15 @@ def _target_rivals(live: float, rivals: dict[str, float]) -> str:
     return "(b) n/a" if not diffs else f"(b) {'missed: not above' if below else 'met: above'} {listed}"
 
 
-def check_targets(summaries: dict[Key, Summary]) -> list[str]:
+def check_targets(summaries: dict[Key, Summary], runs: list[Run]) -> list[str]:
     """One line per dataset with the four targets. Verdicts use the differences rounded as printed, so that
-    "+3.0 ... missed" cannot appear."""
+    "+3.0 ... missed" cannot appear; protocols are compared over the seeds both ran."""
     lines = []
     for dataset in _datasets(summaries):
         live = mean_of(summaries, dataset, "live")
         gap = rounded(live - mean_of(summaries, dataset, "live", "random"))
-        vs_batch = rounded(live - mean_of(summaries, dataset, "batch"))
-        vs_team = rounded(mean_of(summaries, dataset, "team3") - live)
+        vs_batch = rounded(paired_gap(runs, dataset, "live", "batch"))
+        vs_team = rounded(paired_gap(runs, dataset, "team3", "live"))
         parts = [
             _verdict("a", gap, gap >= 3.0, f"alfamix {gap:+.1f} points vs random (target >= +3.0)"),
             _target_rivals(live, {name: mean_of(summaries, dataset, "live", name) for name in RIVALS}),
@@ -202,7 +215,7 @@ def format_audit(runs: list[Run], summaries: dict[Key, Summary]) -> str:
         estimate = 100 * sum(run["audit_hits"] for run in group) / judged if judged else NAN
         pool = [value for run in group for value in run["pool_accuracy"]]
         truth = 100 * float(np.mean(pool)) if pool else NAN
-        cost = mean_of(summaries, dataset, "live_audit5") - mean_of(summaries, dataset, "live")
+        cost = paired_gap(runs, dataset, "live_audit5", "live")
         rows.append([dataset, str(judged), cell(estimate), cell(truth), cell(estimate - truth, True), cell(cost, True)])
     header = ["dataset", "audit tasks judged", "audit estimate (%)", "pool accuracy (%)", "estimate − pool"]
     return table([*header, "audit5 − live (points)"], rows, 1)
@@ -222,6 +235,7 @@ right (seeds pooled); pool accuracy is the live head's true accuracy on the unla
 column is what the audit slots cost in label efficiency."""
 TARGETS_NOTE = """(a) live alfamix >= random + 3 points; (b) live alfamix above entropy, margin and coreset;
 (c) |live − batch alfamix| <= 1 point; (d) |team3 − live alfamix| <= 1 point."""
+PAIRED_NOTE = """Means are over the seeds each protocol ran; the differences are over the seeds both ran (paired)."""
 EVENTS_NOTE = "new: no batch to carry; kept: the carried batch survives the round; stale: the model moved on from it."
 PROTOCOL_NOTE = """Protocol: no label at first. In **live** a round (train the head on every label so far, build
 the queue, push its front as predictions) runs before the first label and after every label, and the annotator
@@ -236,9 +250,9 @@ def format_tables(runs: list[Run]) -> str:
     s = summarise(runs)
     sections = [
         ("## Live protocol", format_protocol(s, "live", served=True)),
-        ("## ALFA-Mix under each protocol (mean acc, %)", format_alfamix_protocols(s)),
+        ("## ALFA-Mix under each protocol (mean acc, %)", PAIRED_NOTE, format_alfamix_protocols(s, runs)),
         ("### Batch protocol, every policy", format_protocol(s, "batch", served=False)),
-        ("## Targets", TARGETS_NOTE, "\n".join(check_targets(s))),
+        ("## Targets", TARGETS_NOTE, "\n".join(check_targets(s, runs))),
         ("## Mean accuracy per seed (%)", format_per_seed(runs)),
         ("## Accuracy by number of labels, live protocol (mean over seeds, %)", format_curves(runs)),
         ("## Audit (live_audit5, alfamix)", AUDIT_NOTE, format_audit(runs, s)),

@@ -79,10 +79,10 @@ def test_live_table_rounds_to_one_decimal() -> None:
 
 
 def test_targets_name_the_rival_it_is_not_above_and_each_verdict() -> None:
-    assert check_targets(summarise(_runs())) == [
+    assert check_targets(summarise(_runs()), _runs()) == [
         "- toy: (a) met: alfamix +10.0 points vs random (target >= +3.0); (b) missed: not above entropy (-1.0); "
         "(c) met: live − batch +0.5 points (target within 1.0); "
-        "(d) missed: team3 − live -3.0 points (target within 1.0)"
+        "(d) missed: team3 − live +2.0 points (target within 1.0)"  # paired: seed 0 only, 62 − 60
     ]
 
 
@@ -92,7 +92,7 @@ def test_targets_judge_the_rounded_figure_and_say_na_without_runs() -> None:
         _run("live", "random", 0, [0.6, 0.6]),
         _run("live", "margin", 0, [0.62, 0.62]),
     ]
-    assert check_targets(summarise(runs)) == [
+    assert check_targets(summarise(runs), runs) == [
         "- toy: (a) met: alfamix +3.0 points vs random (target >= +3.0); (b) met: above margin (+1.0); (c) n/a; (d) n/a"
     ]
 
@@ -112,11 +112,13 @@ def test_cli_writes_markdown_and_plot(tmp_path: Path, capsys: pytest.CaptureFixt
     markdown = (tmp_path / "docs" / "al_stream.md").read_text()
     assert markdown.startswith("# Active learning on a live stream of labels")
     assert f"`python -m bench.stream_report --json {path} --out {tmp_path / 'docs'}`" in markdown
-    assert "| toy | 65.0 | – | 62.0 | 64.0 | 64.5 | – | -3.0 | -1.0 | +0.5 |" in markdown
+    assert "| toy | 65.0 | – | 62.0 | 64.0 | 64.5 | – | +2.0 | -1.0 | +0.5 |" in markdown
     assert (tmp_path / "docs" / "al_stream.png").stat().st_size > 0
     assert "## Targets" in capsys.readouterr().out
 
 
 def test_a_tiny_negative_difference_prints_as_plus_zero() -> None:
     runs = [_run("live", "alfamix", 0, [0.6, 0.6]), _run("live", "margin", 0, [0.6004, 0.6004])]
-    assert check_targets(summarise(runs)) == ["- toy: (a) n/a; (b) missed: not above margin (+0.0); (c) n/a; (d) n/a"]
+    assert check_targets(summarise(runs), runs) == [
+        "- toy: (a) n/a; (b) missed: not above margin (+0.0); (c) n/a; (d) n/a"
+    ]
