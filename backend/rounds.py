@@ -113,7 +113,7 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
     clock.lap("train_seconds")
     stage("scoring")
     previous = (store.live() or {}).get("model_version")
-    carried = _carried_batch(store, previous, data.unlabeled_task_ids)
+    carried = _carried_batch(store, previous, data.unlabeled_task_ids, settings.strategy)
     config = StreamConfig(strategy=settings.strategy, n_query=settings.n_query, audit_fraction=settings.audit_fraction)
     queue = stream_queue(data.z_lab, data.y_lab, data.z_unl, head, carried, config)
     probs = queue.probs  # (N, C), None before the first label
@@ -242,9 +242,14 @@ def _new_version(round_number: int) -> str:
     return f"{VERSION_PREFIX}{round_number}-{datetime.now(UTC):%Y%m%d%H%M%S}"
 
 
-def _carried_batch(store: ProjectStore, previous: str | None, unlabeled_task_ids: np.ndarray) -> CarriedBatch:
-    """The live version's batch as indices into this round's pool: labeled (or deleted) members drop out."""
+def _carried_batch(
+    store: ProjectStore, previous: str | None, unlabeled_task_ids: np.ndarray, strategy: str
+) -> CarriedBatch:
+    """The live version's batch as indices into this round's pool: labeled (or deleted) members drop out.
+    Nothing is carried over a change of ALFAMIX_STRATEGY."""
     meta = (store.load_meta(previous) if previous else None) or {}
+    if meta.get("strategy", "alfamix") != strategy:
+        return CarriedBatch.empty()
     position = {int(task): i for i, task in enumerate(unlabeled_task_ids)}
 
     def indices(task_ids: list[int]) -> np.ndarray:

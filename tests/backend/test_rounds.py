@@ -297,3 +297,14 @@ def test_labeled_audit_tasks_judge_the_version_that_pre_labeled_them(
     expected_hits = sum(["dark", "light"][predicted[task]] == truth[task] for task in audit)
     assert (second["n_audited"], second["audit_hits"]) == (2, expected_hits)
     assert second["n_prelabeled"] == 2  # the audit tasks are the only labels since the first round
+
+
+def test_a_change_of_strategy_carries_no_batch(setup: Any) -> None:
+    context, fake = setup
+    context.settings = replace(context.settings, strategy="random")
+    fake.labels = {1: "dark", 11: "light"}
+    embedded_round(context, fake)
+    context.settings = replace(context.settings, strategy="alfamix")
+    record = run_round(context, 5)
+
+    assert (record["strategy"], record["batch_kind"], record["batch_event"]) == ("alfamix", "alfamix", "new")
