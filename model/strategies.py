@@ -50,13 +50,14 @@ def coreset_order(z_lab: torch.Tensor, z_unl: torch.Tensor, n_greedy: int, tiebr
     def sq_dist(centres: torch.Tensor) -> torch.Tensor:
         return (sq_unl[:, None] - 2 * z_unl @ centres.T + (centres * centres).sum(dim=1)).clamp(min=0)  # (N, m)
 
+    chosen: list[int] = []
     if len(z_lab):
         closest = sq_dist(z_lab).amin(dim=1)  # (N,)
-    else:
-        closest = torch.full((len(z_unl),), torch.inf, dtype=z_unl.dtype)
-        closest[int(tiebreak[0])] = torch.finfo(z_unl.dtype).max  # no labels: start from a random item
-    chosen: list[int] = []
-    for _ in range(min(n_greedy, len(z_unl))):
+    else:  # no labels: start from a random item
+        chosen.append(int(tiebreak[0]))
+        closest = sq_dist(z_unl[chosen])[:, 0]
+        closest[chosen[0]] = -1.0
+    while len(chosen) < min(n_greedy, len(z_unl)):
         index = int(closest.argmax())
         chosen.append(index)
         closest = torch.minimum(closest, sq_dist(z_unl[index : index + 1])[:, 0])

@@ -212,3 +212,17 @@ def test_bad_input_is_refused_with_a_message(config: StreamConfig, carried: Carr
     z_lab, y_lab, z_unl, head = two_class_setting()
     with pytest.raises(ModelInputError, match=re.escape(message)):
         stream_queue(z_lab, y_lab, z_unl, head, carried, config)
+
+
+def test_coreset_without_labels_starts_from_a_seeded_random_item() -> None:
+    z, _ = grouped_pool()
+    z_lab, y_lab = empty()
+    firsts = {
+        int(stream_queue(z_lab, y_lab, z, None, CarriedBatch.empty(), StreamConfig("coreset", 3), seed).order[0])
+        for seed in range(8)
+    }
+    again = stream_queue(z_lab, y_lab, z, None, CarriedBatch.empty(), StreamConfig("coreset", 3), 5).order
+    assert len(firsts) > 1
+    assert np.array_equal(
+        again, stream_queue(z_lab, y_lab, z, None, CarriedBatch.empty(), StreamConfig("coreset", 3), 5).order
+    )
