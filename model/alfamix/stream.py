@@ -19,9 +19,9 @@ The head of the queue is, in this order of precedence:
   the whole pool. This is also the cold-start queue, pushed before the first label.
 
 A new batch is ordered farthest-first from the labeled items, so any prefix of it is diverse
-and a team's random pick among the first few tasks loses little. With an audit share, every
-k-th slot of a new batch holds a task drawn uniformly at random: its pre-label correctness
-gives an unbiased estimate of the accuracy on the pool.
+and a team's random pick among the first few tasks loses little. With an audit share, a new batch
+holds tasks drawn uniformly at random in evenly spaced slots (and keeps those of the batch it
+replaces): their pre-label correctness gives an unbiased estimate of the accuracy on the pool.
 
 The rest of the queue ranks items by the first cap that flips them over the whole cap
 schedule, then by the number of distinct anchors that flip them there, then by margin, with
@@ -128,7 +128,7 @@ def stream_queue(
     if event == "kept":
         batch, audit, kind = carried.members, carried.audit, carried.kind
     else:
-        batch, audit, kind = _new_batch(z_lab, z_unl, candidates, config, rng)
+        batch, audit, kind = _new_batch(z_lab, z_unl, candidates, carried.audit, config, rng)
     margin = _margin(probs) if probs is not None else np.zeros(n_items, dtype=np.float32)
     rest = _diverse_rest(z_unl, batch, candidates, first_flip_cap, flip_count, margin, tiebreak)
     order = np.concatenate([batch, rest]).astype(np.int64)
@@ -198,26 +198,35 @@ def _paper_candidates(first_flip_cap: np.ndarray, caps: list[float], n_query: in
 
 
 def _new_batch(
-    z_lab: torch.Tensor, z_unl: torch.Tensor, candidates: np.ndarray, config: StreamConfig, rng: np.random.Generator
+    z_lab: torch.Tensor,
+    z_unl: torch.Tensor,
+    candidates: np.ndarray,
+    kept_audit: np.ndarray,
+    config: StreamConfig,
+    rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray, str]:
-    """A new batch (b,), its audit members (a,) and its kind."""
+    """A new batch (b,), its audit members (a,) and its kind. Audit tasks of the batch it
+    replaces stay (drawn at random, they are still a fair sample), so a batch redrawn before
+    its audit slots were reached loses none."""
     n_items = len(z_unl)
     n_batch = min(config.n_query, n_items)
-    n_audit = int(n_batch * config.audit_fraction)
+    n_audit = max(round(n_batch * config.audit_fraction), len(kept_audit)) if config.audit_fraction else 0
     n_diverse = n_batch - n_audit
     generator = torch.Generator(device=z_unl.device).manual_seed(int(rng.integers(2**31)))
     kind = "alfamix" if candidates.any() else "diversity"
     features = F.normalize(z_unl, dim=1)  # (N, D)
     pool = np.flatnonzero(candidates) if candidates.any() else np.arange(n_items)
+    pool = np.setdiff1d(pool, kept_audit)
     picks = _representatives(features, pool, n_diverse, generator, config.query.kmeans)
     if len(picks) < n_diverse:  # fewer candidates than slots: fill with representatives of the rest
-        others = np.setdiff1d(np.arange(n_items), picks)
+        others = np.setdiff1d(np.arange(n_items), np.concatenate([picks, kept_audit]))
         picks = np.concatenate(
             [picks, _representatives(features, others, n_diverse - len(picks), generator, config.query.kmeans)]
         )
     picks = _farthest_first(features, F.normalize(z_lab, dim=1) if len(z_lab) else None, picks)
-    outside = np.setdiff1d(np.arange(n_items), picks)
-    audit = rng.choice(outside, size=min(n_audit, len(outside)), replace=False).astype(np.int64)
+    outside = np.setdiff1d(np.arange(n_items), np.concatenate([picks, kept_audit]))
+    drawn = rng.choice(outside, size=min(n_audit - len(kept_audit), len(outside)), replace=False)
+    audit = np.concatenate([kept_audit, drawn]).astype(np.int64)
     return _interleave_audit(picks, audit, n_batch), audit, kind
 
 
@@ -233,13 +242,13 @@ def _representatives(
 
 
 def _interleave_audit(picks: np.ndarray, audit: np.ndarray, n_batch: int) -> np.ndarray:
-    """The batch with the audit picks in every k-th slot, k = n_batch // len(audit)."""
+    """The batch with the audit picks in the middle slot of every stretch of k, k = n_batch / len(audit)
+    (slot 10 of 20 for one): early enough to be reached before a batch goes stale."""
     if len(audit) == 0:
         return picks
-    step = n_batch // len(audit)
     batch = np.empty(len(picks) + len(audit), dtype=np.int64)
     slots = np.zeros(len(batch), dtype=bool)
-    slots[step - 1 :: step][: len(audit)] = True
+    slots[((np.arange(len(audit)) + 0.5) * len(batch) / len(audit)).astype(np.int64)] = True
     batch[slots] = audit
     batch[~slots] = picks
     return batch

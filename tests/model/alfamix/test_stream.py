@@ -143,15 +143,26 @@ def test_an_emptied_batch_is_replaced_by_a_new_one() -> None:
     assert (queue.batch_event, len(queue.batch)) == ("new", 4)
 
 
-def test_audit_tasks_take_every_kth_slot_of_a_new_batch() -> None:
+def test_audit_tasks_take_the_middle_slot_of_every_stretch_of_a_new_batch() -> None:
     z, _ = grouped_pool(per_group=20)
     z_lab, y_lab = empty()
 
     queue = stream_queue(z_lab, y_lab, z, None, CarriedBatch.empty(), StreamConfig(n_query=10, audit_fraction=0.2))
 
     assert len(queue.batch) == 10 and len(queue.audit) == 2
-    assert queue.batch[[4, 9]].tolist() == queue.audit.tolist()  # k = 10 // 2 = 5
+    assert queue.batch[[2, 7]].tolist() == queue.audit.tolist()  # two stretches of 5, slots 2.5 and 7.5
     assert len(set(queue.batch.tolist())) == 10
+
+
+def test_a_redrawn_batch_keeps_the_audit_tasks_not_yet_labeled() -> None:
+    z_lab, y_lab, z_unl, head = two_class_setting()
+    far_ends = np.array([0, 40])  # neither is a candidate: the batch is stale; 40 was its audit task
+    config = StreamConfig(n_query=4, audit_fraction=0.25)
+
+    queue = stream_queue(z_lab, y_lab, z_unl, head, CarriedBatch(far_ends, np.array([40])), config)
+
+    assert queue.batch_event == "stale" and queue.audit.tolist() == [40]
+    assert queue.batch[2] == 40 and len(queue.batch) == 4  # slot 2 of 4: the middle of the one stretch
 
 
 def test_the_rest_of_the_queue_takes_turns_between_the_regions_of_the_batch() -> None:
