@@ -38,8 +38,14 @@ class Summary:
 
 
 def load_runs(paths: list[Path]) -> list[Run]:
-    """The runs of several JSON files (one per dataset), concatenated."""
-    return [run for path in paths for run in json.loads(path.read_text())["runs"]]
+    """The runs of several JSON files; a (dataset, protocol, policy, seed) run again in a later file
+    replaces the earlier one (a rerun after a fix)."""
+    runs = {
+        (run["dataset"], run["protocol"], run["policy"], run["seed"]): run
+        for path in paths
+        for run in json.loads(path.read_text())["runs"]
+    }
+    return list(runs.values())
 
 
 def run_mean(run: Run) -> float:
