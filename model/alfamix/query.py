@@ -1,8 +1,8 @@
 """One ALFA-Mix query: candidates, diverse batch, and an order over the whole pool.
 
 Parvaneh et al., "Active Learning by Feature Mixing", CVPR 2022 (arXiv:2203.07034).
-``query`` validates its inputs once and runs the pure kernels of this package;
-``cold_start`` orders a pool for diversity alone when there are no labels yet.
+``query`` validates its inputs once and runs the pure kernels of this package. Without
+labels, ``model.alfamix.stream.stream_queue`` orders a pool for diversity alone.
 The caller owns the device (all tensors on one), the seed and the logging.
 """
 
@@ -21,7 +21,7 @@ from model.alfamix.candidates import CandidateSearch, search_closed_form
 from model.alfamix.learned import LearnedAlphaConfig, search_learned
 from model.alfamix.mixing import cap_schedule, compute_anchors, distinct_anchors
 from model.alfamix.queue import build_queue, rank_rest
-from model.alfamix.selection import KMeansConfig, distance_to_nearest, select_diverse, subsample
+from model.alfamix.selection import KMeansConfig, select_diverse, subsample
 from model.errors import ModelInputError
 from model.head import predict_proba
 
@@ -136,52 +136,6 @@ def query(
     )
 
 
-def cold_start(
-    z_unl: torch.Tensor,
-    n_query: int,
-    random_state: int = 0,
-    kmeans: KMeansConfig = KMeansConfig(),
-) -> QueryResult:
-    """Diversity-only order for a pool with no labels or no trained head, (N, D).
-
-    The batch is one representative per k-means cluster of the L2-normalised
-    embeddings (clustering a seeded subset of ``kmeans.max_rows`` rows for
-    large pools); the rest follow farthest-from-the-batch first, so the queue
-    keeps covering the regions the batch left out.
-    """
-    validate_pool(z_unl, n_query)
-    if len(z_unl) == 0:
-        return _empty_result()
-    generator = torch.Generator(device=z_unl.device).manual_seed(random_state)
-    clock = _StageClock(z_unl.device)
-    with torch.no_grad():
-        rows = subsample(len(z_unl), kmeans.max_rows, generator, z_unl.device)
-        selection = select_diverse(F.normalize(z_unl[rows], dim=1), n_query, generator, kmeans)
-        batch = rows[selection.picks]
-        clock.lap("selection_seconds")
-        coverage_gap = distance_to_nearest(z_unl, batch).cpu().numpy()
-    batch_np = batch.cpu().numpy().astype(np.int64)
-    ranked = np.lexsort((np.arange(len(z_unl)), -coverage_gap))
-    in_batch = np.zeros(len(z_unl), dtype=bool)
-    in_batch[batch_np] = True
-    rest = ranked[~in_batch[ranked]].astype(np.int64)
-    queue = build_queue(batch_np, selection.clusters.cpu().numpy(), rest)
-    clock.lap("ordering_seconds")
-    n_items = len(z_unl)
-    return QueryResult(
-        candidates=np.zeros(n_items, dtype=bool),
-        selected=batch_np,
-        order=queue.order,
-        score=queue.score,
-        cluster=queue.cluster,
-        first_flip_cap=np.full(n_items, np.inf, dtype=np.float32),
-        min_alpha_norm=np.full(n_items, np.inf, dtype=np.float32),
-        flip_count=np.zeros(n_items, dtype=np.int64),
-        caps=[],
-        timings=clock.timings(),
-    )
-
-
 def _empty_result() -> QueryResult:
     none = np.zeros(0, dtype=np.int64)
     no_values = np.zeros(0, dtype=np.float32)
@@ -263,7 +217,7 @@ def validate_query_inputs(
     if z_lab.ndim != 2 or z_lab.shape[1] != z_unl.shape[1]:
         raise ModelInputError(f"z_lab shape {tuple(z_lab.shape)} should be (L, D) with D={z_unl.shape[1]} like z_unl")
     if len(z_lab) == 0:
-        raise ModelInputError("no labeled embeddings: use cold_start() until there are labels")
+        raise ModelInputError("no labeled embeddings: use stream_queue() with head=None until there are labels")
     if z_lab.dtype != z_unl.dtype or z_lab.device != z_unl.device:
         raise ModelInputError(f"z_lab ({z_lab.dtype}, {z_lab.device}) and z_unl ({z_unl.dtype}, {z_unl.device}) differ")
     if not all_finite(z_lab):

@@ -15,7 +15,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch.nn import functional as F
 
 
 @dataclass(frozen=True)
@@ -76,16 +75,6 @@ def subsample(n_rows: int, max_rows: int, generator: torch.Generator, device: to
     if n_rows <= max_rows:
         return torch.arange(n_rows, device=device)
     return torch.randperm(n_rows, generator=generator, device=device)[:max_rows].sort().values
-
-
-def distance_to_nearest(features: torch.Tensor, picks: torch.Tensor, chunk_size: int = 65_536) -> torch.Tensor:
-    """Distance (M,) from each L2-normalised row to its nearest pick, in chunks of rows."""
-    centres = F.normalize(features[picks], dim=1)  # (n, D)
-    result = torch.empty(len(features), dtype=features.dtype, device=features.device)
-    for start in range(0, len(features), chunk_size):
-        rows = F.normalize(features[start : start + chunk_size], dim=1)  # (m, D)
-        result[start : start + chunk_size] = _sq_distances(rows, (rows * rows).sum(1), centres).amin(1).sqrt()
-    return result
 
 
 def fit_kmeans(

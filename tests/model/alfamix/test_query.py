@@ -1,4 +1,4 @@
-"""query() and cold_start(): properties of the full queue, edge cases, input errors, the reference."""
+"""query(): properties of the full queue, edge cases, input errors, the reference."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from torch import nn
 
 from bench.reference_alfamix import query_reference_alfamix
 from bench.synthetic import make_query_inputs
-from model.alfamix import QueryConfig, cold_start, query
+from model.alfamix import QueryConfig, query
 from model.errors import ModelInputError
 from tests.model.alfamix.conftest import clustered_pool, fitted_linear_head, linear_head
 
@@ -112,30 +112,6 @@ def test_candidates_equal_the_reference_on_realistic_inputs() -> None:
     assert ours.caps == reference.caps
     assert np.array_equal(ours.candidates, reference.candidates)
     assert ours.candidates.sum() > 100
-
-
-def test_cold_start_picks_one_item_per_cluster_then_farthest_first() -> None:
-    # Three blobs on the axes, each its centre plus four points around it; in the first blob one
-    # point sits twice as far out, so it is the least covered item once the centres are chosen.
-    offsets = torch.tensor([[0.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
-    blobs = []
-    for axis in range(3):
-        others = [a for a in range(3) if a != axis]
-        blob = torch.zeros(5, 3)
-        blob[:, axis] = 10.0
-        blob[:, others] = offsets
-        blobs.append(blob)
-    blobs[0][1, 1] = 2.0  # item 1 = (10, 2, 0)
-    z_unl = torch.cat(blobs)
-    result = cold_start(z_unl, n_query=3, random_state=0)
-    assert sorted(result.selected.tolist()) == [0, 5, 10]
-    assert result.order[3] == 1
-    check_queue(result, 15, 3)
-    assert not result.candidates.any() and np.isinf(result.first_flip_cap).all()
-
-
-def test_cold_start_on_empty_pool() -> None:
-    assert cold_start(torch.zeros(0, 4), n_query=3).order.shape == (0,)
 
 
 @pytest.mark.parametrize(

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 from sklearn.cluster import KMeans
 
-from model.alfamix.selection import KMeansConfig, distance_to_nearest, select_diverse, subsample
+from model.alfamix.selection import KMeansConfig, select_diverse, subsample
 
 
 def blobs(centres: list[list[float]], per_blob: int = 5, spread: float = 0.01) -> torch.Tensor:
@@ -78,9 +77,3 @@ def test_subsample_keeps_all_rows_below_the_limit_and_is_sorted_above() -> None:
     assert subsample(5, 10, generator(), torch.device("cpu")).tolist() == [0, 1, 2, 3, 4]
     rows = subsample(100, 10, generator(), torch.device("cpu"))
     assert len(set(rows.tolist())) == 10 and rows.tolist() == sorted(rows.tolist())
-
-
-def test_distance_to_nearest_pick_on_normalised_rows() -> None:
-    features = torch.tensor([[2.0, 0.0], [0.0, 3.0], [1.0, 1.0]])
-    distance = distance_to_nearest(features, torch.tensor([0]), chunk_size=2)
-    assert distance.tolist() == pytest.approx([0.0, 2**0.5, (2 - 2**0.5) ** 0.5], abs=1e-6)
