@@ -106,6 +106,19 @@ def digits_project(
     return project, {task_id: digit_of[name] for task_id, name in names.items()}
 
 
+def placeholder_project(server: LabelStudioServer, title: str, n_tasks: int) -> tuple[Project, list[int]]:
+    """A digit project of n tasks whose image URLs nothing serves, for tests that never load images;
+    returns it and the task ids in import order."""
+    project = Project.create(server, title, choices_config(DIGITS))
+    created = project.api(
+        "POST",
+        f"/api/projects/{project.project_id}/import",
+        params={"return_task_ids": "true"},
+        json=[{"image": f"http://127.0.0.1:9/img/{i}.png"} for i in range(n_tasks)],
+    )["task_ids"]
+    return project, [int(task) for task in created]
+
+
 def backend_status(backend_url: str, project_id: int, auth: tuple[str, str] | None = None) -> dict[str, Any]:
     answer = requests.get(f"{backend_url}/projects/{project_id}/status", auth=auth, timeout=10)
     answer.raise_for_status()

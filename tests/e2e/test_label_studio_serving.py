@@ -18,7 +18,7 @@ import requests
 from bench.label_studio_serving import LivePrediction, next_task
 from tests.e2e.annotators import Annotator, create_annotators
 from tests.e2e.label_studio import LabelStudioServer
-from tests.e2e.project import DIGITS, Project, choice_result, choices_config
+from tests.e2e.project import Project, choice_result, placeholder_project
 
 LIVE, OLD = "v1", "v0"
 UNCERTAINTY = "Uncertainty sampling"
@@ -45,15 +45,9 @@ class Stored:
 
 def uncertainty_project(server: LabelStudioServer, title: str, n_tasks: int) -> tuple[Project, list[int]]:
     """A digit project of n tasks (image URLs nothing serves: /next never loads them) under uncertainty sampling."""
-    project = Project.create(server, title, choices_config(DIGITS))
-    created = project.api(
-        "POST",
-        f"/api/projects/{project.project_id}/import",
-        params={"return_task_ids": "true"},
-        json=[{"image": f"http://127.0.0.1:9/img/{i}.png"} for i in range(n_tasks)],
-    )["task_ids"]
+    project, tasks = placeholder_project(server, title, n_tasks)
     project.api("PATCH", f"/api/projects/{project.project_id}", json={"sampling": UNCERTAINTY})
-    return project, [int(task) for task in created]
+    return project, tasks
 
 
 def make_live(project: Project, version: str = LIVE) -> None:

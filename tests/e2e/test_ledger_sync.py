@@ -12,7 +12,7 @@ from backend.ledger import FileHashes, LabelLedger, LedgerCounts
 from backend.ledger_sync import sync_ledger
 from backend.ls_client import LabelStudioClient
 from tests.e2e.label_studio import LabelStudioServer
-from tests.e2e.project import DIGITS, Project, choice_result, choices_config
+from tests.e2e.project import choice_result, placeholder_project
 
 N_TASKS = 12
 
@@ -33,13 +33,7 @@ def labels_of(ledger: LabelLedger) -> dict[int, list[str]]:
 def test_a_sync_lists_labeled_tasks_only_and_repairs_what_no_webhook_reported(
     server: LabelStudioServer, tmp_path: Path
 ) -> None:
-    project = Project.create(server, f"ledger sync {server.database}", choices_config(DIGITS))
-    created = project.api(
-        "POST",
-        f"/api/projects/{project.project_id}/import",
-        params={"return_task_ids": "true"},
-        json=[{"image": f"http://127.0.0.1:9/img/{i}.png"} for i in range(N_TASKS)],
-    )["task_ids"]
+    project, created = placeholder_project(server, f"ledger sync {server.database}", N_TASKS)
     first, second, third, skipped = created[:4]
     annotations: dict[int, Any] = {}
     for task_id, label in ((first, "1"), (second, "2"), (third, "3")):
