@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# One image for the API (`python -m backend`) and the GPU worker (`python -m backend.worker`).
+# One image for the API (`python -m backend`) and the GPU worker (`python -m backend.jobs.worker`).
 # The base image carries torch 2.14.1 built for CUDA 13.0 with cuDNN 9: the torch and
 # torchvision pins of requirements.txt are already satisfied, so pip keeps them.
 FROM pytorch/pytorch:2.14.1-cuda13.0-cudnn9-runtime

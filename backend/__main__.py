@@ -7,9 +7,10 @@ import sys
 
 import uvicorn
 
-from backend.app import create_app
 from backend.errors import SettingsError
+from backend.http.app import create_app
 from backend.logs import configure_logging
+from backend.ml_backend import ALFAMixBackend
 from backend.settings import Settings
 
 
@@ -29,7 +30,7 @@ def main() -> int:
         settings.encoder,
     )
     uvicorn.run(
-        create_app(settings),
+        create_app(ALFAMixBackend.from_settings(settings)),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),

@@ -55,7 +55,7 @@ import numpy as np
 import redis
 import requests
 
-from backend.store import ProjectStore
+from backend.state.files import ProjectStore
 from tests.e2e.annotators import create_annotators
 from tests.e2e.backend_process import BackendProcesses
 from tests.e2e.label_studio import LabelStudioServer

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend.annotations import TaskRecord, latest_annotation, snapshot_tasks
-from backend.label_config import ClassificationSpec
+from backend.labelstudio.annotations import TaskRecord, latest_annotation, snapshot_tasks
+from backend.labelstudio.label_config import ClassificationSpec
 
 SINGLE = ClassificationSpec("choice", "image", "image", ("Cat", "Dog", "Bird"), multi_label=False)
 MULTI = ClassificationSpec("choice", "image", "image", ("Cat", "Dog", "Bird"), multi_label=True)

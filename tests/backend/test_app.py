@@ -12,13 +12,13 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from backend.app import create_app
-from backend.coordination import LocalCoordinator
-from backend.embedder import encoder_key
-from backend.label_config import parse_label_config
-from backend.predictor import Predictor
+from backend.http.app import create_app
+from backend.jobs.coordination import LocalCoordinator
+from backend.pipeline.embedder import encoder_key
+from backend.labelstudio.label_config import parse_label_config
+from backend.pipeline.predictor import Predictor
 from backend.settings import Settings
-from backend.store import ProjectStore
+from backend.state.files import ProjectStore
 
 PAYLOADS = Path(__file__).resolve().parents[1] / "fixtures" / "label_studio_payloads"
 AUTH = ("alfamix", "pw-123")

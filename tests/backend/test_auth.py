@@ -7,7 +7,7 @@ import base64
 import pytest
 from starlette.requests import Request
 
-from backend.auth import AuthError, check_basic_auth
+from backend.http.auth import AuthError, check_basic_auth
 from backend.settings import Settings
 
 SECURED = Settings(basic_auth_user="ann", basic_auth_pass="pw-77c1e0")

@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from backend.body_limit import BodySizeLimit
+from backend.http.body_limit import BodySizeLimit
 
 
 async def echo_length(request: Request) -> JSONResponse:

@@ -11,7 +11,7 @@ import pytest
 from redis import Redis
 
 from backend import coordination
-from backend.coordination import Coordinator, LocalCoordinator, RedisCoordinator
+from backend.jobs.coordination import Coordinator, LocalCoordinator, RedisCoordinator
 
 WAIT = 5.0  # seconds; only reached when a test is about to fail
 

@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from backend.annotations import TaskRecord
-from backend.embedder import EncoderRuntime, embed_missing, missing_tasks
-from backend.store import EmbeddingCache
+from backend.labelstudio.annotations import TaskRecord
+from backend.pipeline.embedder import EncoderRuntime, embed_missing, missing_tasks
+from backend.state.files import EmbeddingCache
 from model.backbone import Encoder
 
 

@@ -17,8 +17,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 
-from backend.app import create_app
-from backend.predictor import Predictor
+from backend.http.app import create_app
+from backend.pipeline.predictor import Predictor
 from backend.settings import Settings
 from tests.backend.test_app import AUTH, RecordingDispatcher
 

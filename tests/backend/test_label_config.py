@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backend.errors import LabelConfigError
-from backend.label_config import ClassificationSpec, parse_label_config
+from backend.labelstudio.label_config import ClassificationSpec, parse_label_config
 
 
 def config(choices: str, *, extra: str = "", attributes: str = "", to_name: str = "image") -> str:

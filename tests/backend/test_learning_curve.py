@@ -7,7 +7,7 @@ import io
 import pytest
 from PIL import Image
 
-from backend.learning_curve import CurvePoint, audit_estimate, learning_curve, plot_png, stop_signal, wilson_interval
+from backend.state.learning_curve import CurvePoint, audit_estimate, learning_curve, plot_png, stop_signal, wilson_interval
 
 
 def done(version: str, labels: int, judged: int = 0, accuracy: float | None = None) -> dict[str, object]:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from backend.ledger import FileHashes, LabelLedger, LedgerCounts, RedisHashes
+from backend.state.ledger import FileHashes, LabelLedger, LedgerCounts, RedisHashes
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "label_studio_payloads"
 

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from backend.errors import LabelStudioError
-from backend.ls_client import TASK_PAGE_SIZE, LabelStudioClient
+from backend.labelstudio.client import TASK_PAGE_SIZE, LabelStudioClient
 
 N_TASKS = 1234
 

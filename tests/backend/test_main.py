@@ -1,4 +1,4 @@
-"""`python -m backend` and `python -m backend.worker` refuse invalid settings at start-up, naming the variable."""
+"""`python -m backend` and `python -m backend.jobs.worker` refuse invalid settings at start-up, naming the variable."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
         ("backend", {"PORT": "abc"}, "alfamix-backend: invalid settings: PORT='abc' is not an integer"),
         ("backend", {"BASIC_AUTH_USER": "me"}, "BASIC_AUTH_USER and BASIC_AUTH_PASS must be set together"),
         ("backend", {"ALFAMIX_ENCODER": "alexnet"}, "ALFAMIX_ENCODER='alexnet' must be one of efficientnet_lite0"),
-        ("backend.worker", {}, "alfamix-worker: invalid settings: REDIS_URL is not set"),
+        ("backend.jobs.worker", {}, "alfamix-worker: invalid settings: REDIS_URL is not set"),
     ],
 )
 def test_invalid_settings_stop_the_start_with_a_message_naming_the_variable(

@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 
 from backend.errors import MediaError
-from backend.media import MediaFetcher, decode_image
-from backend.url_guard import BlockedURLError, URLGuard
+from backend.labelstudio.media import MediaFetcher, decode_image
+from backend.labelstudio.url_guard import BlockedURLError, URLGuard
 
 AUTH = {"Authorization": "Token ls-key-5e1d"}
 SECRET_QUERY = "?X-Amz-Signature=secret-sig"

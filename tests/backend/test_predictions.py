@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 
-from backend.label_config import ClassificationSpec
-from backend.predictions import bulk_predictions, predicted_label_sets
+from backend.labelstudio.label_config import ClassificationSpec
+from backend.labelstudio.predictions import bulk_predictions, predicted_label_sets
 
 SINGLE = ClassificationSpec("choice", "image", "image", ("Cat", "Dog", "Bird"), multi_label=False)
 MULTI = ClassificationSpec("choice", "image", "image", ("Cat", "Dog", "Bird"), multi_label=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 
-from backend.coordination import LocalCoordinator
-from backend.dispatch import JobRequest, QueueUnavailableError, ThreadDispatcher
-from backend.reconciler import Reconciler
+from backend.jobs.coordination import LocalCoordinator
+from backend.jobs.dispatch import JobRequest, QueueUnavailableError, ThreadDispatcher
+from backend.jobs.reconciler import Reconciler
 
 
 class Runs:

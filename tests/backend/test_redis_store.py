@@ -13,8 +13,8 @@ from redis import Redis
 
 from backend import redis_store
 from backend.errors import BadRequestError
-from backend.redis_store import RedisProjectStore, open_project_store, project_ids
-from backend.store import ProjectStore
+from backend.state.redis_state import RedisProjectStore, open_project_store, project_ids
+from backend.state.files import ProjectStore
 
 
 @pytest.fixture

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backend import jobs, ledger_sync, rounds
-from backend.context import Context
+from backend.jobs import runner as jobs, ledger_sync, rounds
+from backend.pipeline.context import Context
 from backend.errors import LabelStudioError, MediaError
-from backend.jobs import embed_new_tasks
-from backend.rounds import run_round
+from backend.jobs.runner import embed_new_tasks
+from backend.pipeline.rounds import run_round
 from backend.settings import Settings
-from backend.store import ProjectStore
+from backend.state.files import ProjectStore
 
 CONFIG = (
     '<View><Image name="image" value="$image"/><Choices name="label" toName="image">'

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from backend.errors import BadRequestError
-from backend.store import MAX_EMBEDDING_PARTS, EmbeddingCache, ProjectStore, atomic_write_json, read_json
+from backend.state.files import MAX_EMBEDDING_PARTS, EmbeddingCache, ProjectStore, atomic_write_json, read_json
 
 
 def part_files(cache: EmbeddingCache) -> list[str]:

@@ -11,7 +11,7 @@ def test_handling_a_webhook_with_rq_jobs_does_not_import_torch() -> None:
     script = textwrap.dedent("""
         import sys, uuid
         from fastapi.testclient import TestClient
-        from backend.app import create_app
+        from backend.http.app import create_app
         from backend.settings import Settings
 
         settings = Settings(redis_url="redis://127.0.0.1:6379/15", model_dir=__import__("pathlib").Path("/tmp"))

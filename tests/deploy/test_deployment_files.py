@@ -139,7 +139,7 @@ def test_the_stack_has_its_five_services_with_pinned_images() -> None:
     assert re.fullmatch(r"postgres:\d+\.\d+", services()["postgres"]["image"])
 
 
-@pytest.mark.parametrize(("service", "module"), [("backend", "backend"), ("worker", "backend.worker")])
+@pytest.mark.parametrize(("service", "module"), [("backend", "backend"), ("worker", "backend.jobs.worker")])
 def test_backend_commands_run_modules_that_exist(service: str, module: str) -> None:
     command = services()[service]["command"]
     assert module_of(command) == module

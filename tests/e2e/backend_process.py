@@ -1,4 +1,4 @@
-"""The backend as users start it: `python -m backend` (and `python -m backend.worker`) subprocesses."""
+"""The backend as users start it: `python -m backend` (and `python -m backend.jobs.worker`) subprocesses."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import requests
 from tests.e2e.label_studio import REPO_ROOT, free_port
 
 SERVER_COMMAND = [sys.executable, "-m", "backend"]
-WORKER_COMMAND = [sys.executable, "-m", "backend.worker"]
+WORKER_COMMAND = [sys.executable, "-m", "backend.jobs.worker"]
 
 
 class BackendProcesses:

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from backend.ledger import FileHashes, LabelLedger, LedgerCounts
-from backend.ledger_sync import sync_ledger
-from backend.ls_client import LabelStudioClient
+from backend.state.ledger import FileHashes, LabelLedger, LedgerCounts
+from backend.labelstudio.ledger_sync import sync_ledger
+from backend.labelstudio.client import LabelStudioClient
 from tests.e2e.label_studio import LabelStudioServer
 from tests.e2e.project import choice_result, placeholder_project
 

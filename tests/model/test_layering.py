@@ -42,5 +42,5 @@ def test_model_imports_nothing_from_the_service_layer() -> None:
 
 def test_the_check_sees_a_forbidden_import(tmp_path) -> None:
     sample = tmp_path / "sample.py"
-    sample.write_text("import redis.client\nfrom backend.jobs import run\nfrom . import sibling\n")
+    sample.write_text("import redis.client\nfrom backend.jobs.runner import run\nfrom . import sibling\n")
     assert imported_roots(sample) == {"redis", "backend"}
