@@ -55,8 +55,8 @@ td, th {{ border-bottom: 1px solid #ddd; padding: 0.3rem 0.6rem; }}
 </dl>
 <h2>Learning curve</h2>
 <p>How often annotators kept the pre-selected class ({len(status.learning_curve)} points, each pooling the labels
-that judged consecutive model versions). The queue serves the hardest tasks first, so this is lower than the accuracy on the
-whole pool: read its trend.</p>
+that judged consecutive model versions). The queue serves the hardest tasks first, so this is lower than the
+accuracy on the whole pool: read its trend.</p>
 <img id="learning-curve" src="/projects/{project_id}/learning-curve.png" alt="learning curve" width="640" height="360">
 <h2>Rounds</h2>
 <table id="rounds"><tr><th>model version</th><th>finished</th><th>labels</th><th>strategy</th><th>batch</th>

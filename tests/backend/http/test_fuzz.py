@@ -20,7 +20,7 @@ from hypothesis.errors import Unsatisfiable
 from backend.http.app import create_app
 from backend.pipeline.predictor import Predictor
 from backend.settings import Settings
-from tests.backend.test_app import AUTH, RecordingDispatcher
+from tests.backend.http.test_app import AUTH, RecordingDispatcher
 
 EXAMPLES_PER_MODE = 900
 MIN_REQUESTS = 10_000
