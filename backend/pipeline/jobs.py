@@ -10,18 +10,18 @@ from typing import Any
 from backend.labelstudio.webhooks import secure_webhooks
 from backend.pipeline.context import Context
 from backend.pipeline.embedder import embed_missing, encoder_key, load_encoder, spread
-from backend.pipeline.rounds import StageReporter, prune_predictions, read_ledger, run_round
+from backend.pipeline.rounds import StageReporter, ignore_stage, prune_predictions, read_ledger, run_round
 from backend.state.records import Stage
 
 EMBED_JOB_TASKS = 2048  # tasks one embed job takes on before it yields to pending rounds
 
 
-def round_job(context: Context, project_id: int, stage: StageReporter) -> dict[str, Any]:
+def round_job(context: Context, project_id: int, stage: StageReporter = ignore_stage) -> dict[str, Any]:
     """One active-learning round; its result is the round's record."""
     return run_round(context, project_id, stage).to_dict()
 
 
-def embed_job(context: Context, project_id: int, stage: StageReporter) -> dict[str, Any]:
+def embed_job(context: Context, project_id: int, stage: StageReporter = ignore_stage) -> dict[str, Any]:
     """Embed up to EMBED_JOB_TASKS tasks the cache lacks; "more" asks for another embed job, so
     that rounds requested meanwhile run in between, and "needs_queue" asks for the cold-start
     round of a project that has no queue yet."""
@@ -51,14 +51,14 @@ def embed_job(context: Context, project_id: int, stage: StageReporter) -> dict[s
     }
 
 
-def prune_job(context: Context, project_id: int, stage: StageReporter) -> dict[str, Any]:
+def prune_job(context: Context, project_id: int, stage: StageReporter = ignore_stage) -> dict[str, Any]:
     """Delete this backend's predictions of versions it no longer keeps, for PRUNE_SECONDS at most."""
     stage(Stage.PRUNING)
     report = prune_predictions(context, project_id, keep=set(context.store(project_id).versions()))
     return {"status": "done", **report, "more": report["n_left"] > 0}
 
 
-def secure_webhooks_job(context: Context, project_id: int, stage: StageReporter) -> dict[str, Any]:
+def secure_webhooks_job(context: Context, project_id: int, stage: StageReporter = ignore_stage) -> dict[str, Any]:
     """Put the backend's basic auth on the project's webhooks to it (skipped when auth is off)."""
     settings = context.settings
     if not settings.basic_auth_user or not settings.basic_auth_pass:

@@ -18,6 +18,7 @@ from redis import Redis
 
 from backend.state.atomic import safe_name
 from backend.state.files import FileProjectStore, queue_from_bytes, queue_to_bytes
+from backend.state.ledger import LabelLedger, RedisHashes
 from backend.state.records import RoundRecord
 from backend.state.summary import HistorySummary
 
@@ -109,3 +110,12 @@ class RedisProjectStore(FileProjectStore):
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def redis_ledger(connection: Redis, project_id: int) -> LabelLedger:
+    return LabelLedger(RedisHashes(connection, f"{KEY_PREFIX}:ledger:{int(project_id)}"))
+
+
+def redis_project_ids(connection: Redis) -> list[int]:
+    """Projects whose state is in Redis."""
+    return sorted(int(pid) for pid in connection.smembers(PROJECTS_KEY))

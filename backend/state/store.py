@@ -15,9 +15,9 @@ from redis import Redis
 
 from backend.state.embeddings import EmbeddingCache
 from backend.state.files import FileProjectStore, project_ids_in
-from backend.state.ledger import FileHashes, LabelLedger, RedisHashes
+from backend.state.ledger import FileHashes, LabelLedger
 from backend.state.records import RoundRecord
-from backend.state.redis_state import KEY_PREFIX, PROJECTS_KEY, RedisProjectStore
+from backend.state.redis_state import RedisProjectStore, redis_ledger, redis_project_ids
 from backend.state.summary import HistorySummary
 
 
@@ -69,11 +69,11 @@ def open_project_ledger(model_dir: Path, project_id: int, connection: Redis | No
     """The project's label ledger, in Redis beside its state, or in MODEL_DIR."""
     if connection is None:
         return LabelLedger(FileHashes.at(Path(model_dir) / "projects" / str(int(project_id)) / "ledger"))
-    return LabelLedger(RedisHashes(connection, f"{KEY_PREFIX}:ledger:{int(project_id)}"))
+    return redis_ledger(connection, project_id)
 
 
 def project_ids(model_dir: Path, connection: Redis | None) -> list[int]:
     """Projects with state, wherever it is kept."""
     if connection is None:
         return project_ids_in(model_dir)
-    return sorted(int(pid) for pid in connection.smembers(PROJECTS_KEY))
+    return redis_project_ids(connection)

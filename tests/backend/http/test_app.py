@@ -14,13 +14,16 @@ from fastapi.testclient import TestClient
 
 from backend.http.app import create_app
 from backend.jobs.coordination import LocalCoordinator
-from backend.pipeline.embedder import encoder_key
+from backend.jobs.registry import JobKind
 from backend.labelstudio.label_config import parse_label_config
-from backend.pipeline.predictor import Predictor
+from backend.ml_backend import ALFAMixBackend
+from backend.pipeline.embedder import encoder_key
+from backend.pipeline.heads import save_head
 from backend.settings import Settings
-from backend.state.files import ProjectStore
+from backend.state.files import FileProjectStore
+from backend.state.records import RoundRecord
 
-PAYLOADS = Path(__file__).resolve().parents[1] / "fixtures" / "label_studio_payloads"
+PAYLOADS = Path(__file__).resolve().parents[2] / "fixtures" / "label_studio_payloads"
 AUTH = ("alfamix", "pw-123")
 
 
@@ -33,7 +36,7 @@ class RecordingDispatcher:
         self.requests: list[tuple[str, int]] = []
         self.coordinator = LocalCoordinator()
 
-    def request(self, kind: str, project_id: int) -> bool:
+    def request(self, kind: JobKind, project_id: int) -> bool:
         fresh = (kind, project_id) not in self.requests
         self.requests.append((kind, project_id))
         return fresh
@@ -48,7 +51,7 @@ class RecordingDispatcher:
 def make_client(tmp_path: Path, **overrides: Any) -> tuple[TestClient, RecordingDispatcher]:
     settings = Settings(model_dir=tmp_path, **overrides)
     dispatcher = RecordingDispatcher()
-    app = create_app(settings, dispatcher=dispatcher, predictor=Predictor(settings, context=None))
+    app = create_app(ALFAMixBackend(settings, dispatcher))
     return TestClient(app), dispatcher
 
 
@@ -107,7 +110,7 @@ def install_live_model(model_dir: Path) -> dict[str, Any]:
     """A live version for project 1 whose head says "7" for task 3 and "2" for task 4; returns the request."""
     settings = Settings(model_dir=model_dir)
     request = payload("predict")  # tasks 3 and 4 of project 1, digits 0-9
-    store = ProjectStore(model_dir, 1)
+    store = FileProjectStore(model_dir, 1)
     # A 2-d embedding space where class k's logit is z[k]: task 3 -> "7", task 4 -> "2".
     head = torch.nn.Linear(2, 10)
     with torch.no_grad():
@@ -119,7 +122,7 @@ def install_live_model(model_dir: Path) -> dict[str, Any]:
         np.array([[50.0, 0.0], [0.0, 50.0]], dtype=np.float32),
         [t["data"]["image"] for t in request["tasks"]],
     )
-    store.save_head(LIVE, head.state_dict())
+    save_head(store, LIVE, head)
     store.save_queue(LIVE, np.array([4, 3]), np.array([2, 7]), np.array([0.0, 1.0]))
     spec = parse_label_config(request["label_config"])
     store.save_meta(
@@ -178,7 +181,12 @@ def test_health_says_how_jobs_run_and_reveals_no_secret(tmp_path: Path) -> None:
         basic_auth_pass=AUTH[1],
     )
     answer = client.get("/health")
-    assert answer.json() == {"status": "UP", "model_class": "ALFAMix", "jobs": "embedded", "label_studio": "configured"}
+    assert answer.json() == {
+        "status": "UP",
+        "model_class": "ALFAMixBackend",
+        "jobs": "embedded",
+        "label_studio": "configured",
+    }
     metrics = client.get("/metrics", auth=AUTH).text
     assert "secret-key-123" not in answer.text + metrics and AUTH[1] not in answer.text + metrics
 
@@ -189,10 +197,10 @@ def test_metrics_count_webhook_events_by_action_and_status(tmp_path: Path) -> No
     client.post("/webhook", json=payload("webhook_annotation_created"))
     client.post("/webhook", json=payload("webhook_project_updated"))
     text = client.get("/metrics").text
-    assert 'alfamix_webhook_events_total{action="ANNOTATION_CREATED",status="queued"} 1' in text
-    assert 'alfamix_webhook_events_total{action="ANNOTATION_CREATED",status="already queued"} 1' in text
-    assert 'alfamix_webhook_events_total{action="PROJECT_UPDATED",status="ignored"} 1' in text
-    assert "alfamix_webhook_seconds_count 3" in text
+    assert 'alfamix_webhook_events_total{action="ANNOTATION_CREATED",status="queued"} 1.0' in text
+    assert 'alfamix_webhook_events_total{action="ANNOTATION_CREATED",status="already queued"} 1.0' in text
+    assert 'alfamix_webhook_events_total{action="PROJECT_UPDATED",status="ignored"} 1.0' in text
+    assert "alfamix_webhook_seconds_count 3.0" in text
 
 
 def test_predict_rejects_tasks_without_an_integer_id(tmp_path: Path) -> None:
@@ -229,35 +237,28 @@ def test_project_ids_that_are_not_positive_ascii_integers_are_a_400(tmp_path: Pa
 
 def test_status_page_and_learning_curve_render_from_the_history(tmp_path: Path) -> None:
     install_live_model(tmp_path)
-    store = ProjectStore(tmp_path, 1)
+    store = FileProjectStore(tmp_path, 1)
     store.append_round(
-        {
-            "status": "done",
-            "model_version": "v0",
-            "n_labeled_tasks": 10,
-            "n_tasks": 30,
-            "n_unlabeled_tasks": 20,
-            "finished_at": 0,
-        }
+        RoundRecord("done", 0.0, model_version="v0", n_labeled_tasks=10, n_tasks=30, n_unlabeled_tasks=20)
     )
     store.append_round(
-        {
-            "status": "done",
-            "model_version": LIVE,
-            "n_labeled_tasks": 20,
-            "n_tasks": 30,
-            "n_unlabeled_tasks": 10,
-            "n_prelabeled": 10,
-            "prelabel_accuracy": 0.7,
-            "head_agreement": 0.9,
-            "skipped_tasks": {"7": "broken"},
-            "strategy": "alfamix",
-            "batch_kind": "alfamix",
-            "batch_event": "kept",
-            "n_audited": 8,
-            "audit_hits": 6,
-            "finished_at": 0,
-        }
+        RoundRecord(
+            "done",
+            0.0,
+            model_version=LIVE,
+            n_labeled_tasks=20,
+            n_tasks=30,
+            n_unlabeled_tasks=10,
+            n_prelabeled=10,
+            prelabel_accuracy=0.7,
+            head_agreement=0.9,
+            skipped_tasks={"7": "broken"},
+            strategy="alfamix",
+            batch_kind="alfamix",
+            batch_event="kept",
+            n_audited=8,
+            audit_hits=6,
+        )
     )
     client, _ = make_client(tmp_path)
 
@@ -282,34 +283,29 @@ def test_status_page_and_learning_curve_render_from_the_history(tmp_path: Path) 
 
 
 def test_metrics_derive_round_figures_from_the_history(tmp_path: Path) -> None:
-    store = ProjectStore(tmp_path, 4)
+    store = FileProjectStore(tmp_path, 4)
     for seconds in (0.3, 2.0):
         store.append_round(
-            {
-                "status": "done",
-                "model_version": "v",
-                "n_predictions": 50,
-                "n_embedded": 10,
-                "read_seconds": seconds,
-                "push_seconds": 0.05,
-            }
+            RoundRecord(
+                "done", 0.0, model_version="v", n_predictions=50, n_embedded=10, read_seconds=seconds, push_seconds=0.05
+            )
         )
-    store.append_round({"status": "failed", "error": "Label Studio down"})
+    store.append_round(RoundRecord("failed", 0.0, error="Label Studio down"))
     store.set_live("alfamix-2-20260101000000")
     client, _ = make_client(tmp_path)
     client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 4}})
     lines = set(client.get("/metrics").text.splitlines())
     assert {
-        'alfamix_rounds_total{project="4",status="done"} 2',
-        'alfamix_rounds_total{project="4",status="failed"} 1',
-        'alfamix_round_stage_seconds_bucket{project="4",stage="read",le="0.5"} 1',
-        'alfamix_round_stage_seconds_bucket{project="4",stage="read",le="2.5"} 2',
+        'alfamix_rounds_total{project="4",status="done"} 2.0',
+        'alfamix_rounds_total{project="4",status="failed"} 1.0',
+        'alfamix_round_stage_seconds_bucket{le="0.5",project="4",stage="read"} 1.0',
+        'alfamix_round_stage_seconds_bucket{le="2.5",project="4",stage="read"} 2.0',
         'alfamix_round_stage_seconds_sum{project="4",stage="read"} 2.3',
-        'alfamix_round_stage_seconds_count{project="4",stage="push"} 2',
-        'alfamix_predictions_pushed_total{project="4"} 100',
-        'alfamix_tasks_embedded_total{project="4"} 20',
-        'alfamix_live_model_info{project="4",model_version="alfamix-2-20260101000000"} 1',
-        'alfamix_webhook_seconds_bucket{le="+Inf"} 1',
-        'alfamix_jobs{project="4",state="round_pending"} 0',
-        "alfamix_state_reachable 1",
+        'alfamix_round_stage_seconds_count{project="4",stage="push"} 2.0',
+        'alfamix_predictions_pushed_total{project="4"} 100.0',
+        'alfamix_tasks_embedded_total{project="4"} 20.0',
+        'alfamix_live_model_info{model_version="alfamix-2-20260101000000",project="4"} 1.0',
+        'alfamix_webhook_seconds_bucket{le="+Inf"} 1.0',
+        'alfamix_jobs{project="4",state="round_pending"} 0.0',
+        "alfamix_state_reachable 1.0",
     } <= lines

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 
 from backend.http.app import create_app
-from backend.pipeline.predictor import Predictor
+from backend.ml_backend import ALFAMixBackend
 from backend.settings import Settings
 from tests.backend.http.test_app import AUTH, RecordingDispatcher
 
@@ -55,7 +55,7 @@ def fuzz(
 def test_ten_thousand_generated_requests_get_no_server_error(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR)
     config = Settings(model_dir=tmp_path, basic_auth_user=AUTH[0], basic_auth_pass=AUTH[1])
-    app = create_app(config, dispatcher=RecordingDispatcher(), predictor=Predictor(config, None))
+    app = create_app(ALFAMixBackend(config, RecordingDispatcher()))
     schema = schemathesis.openapi.from_asgi("/openapi.json", app, auth=AUTH)
     statuses: Counter[tuple[str, int]] = Counter()
 

@@ -10,15 +10,15 @@ from collections.abc import Iterator
 import pytest
 from redis import Redis
 
-from backend import coordination
+from backend.jobs import coordination
 from backend.jobs.coordination import Coordinator, LocalCoordinator, RedisCoordinator
 
 WAIT = 5.0  # seconds; only reached when a test is about to fail
 
 
 @pytest.fixture
-def redis_prefix(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Redis, str]]:
-    connection = Redis(host="127.0.0.1", port=6379, db=15)
+def redis_prefix(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Redis, str]]:
+    connection = Redis.from_url(redis_url)
     prefix = f"alfamix-test-{uuid.uuid4().hex}"
     monkeypatch.setattr(coordination, "KEY_PREFIX", prefix)
     yield connection, prefix

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backend.jobs import runner as jobs, ledger_sync, rounds
-from backend.pipeline.context import Context
 from backend.errors import LabelStudioError, MediaError
-from backend.jobs.runner import embed_new_tasks
-from backend.pipeline.rounds import run_round
+from backend.jobs.registry import JobKind, follow_ups
+from backend.labelstudio import ledger_sync
+from backend.pipeline import jobs, rounds
+from backend.pipeline.context import Context
 from backend.settings import Settings
-from backend.state.files import ProjectStore
+from backend.state.files import FileProjectStore
 
 CONFIG = (
     '<View><Image name="image" value="$image"/><Choices name="label" toName="image">'
@@ -113,9 +113,9 @@ def setup(tmp_path: Path) -> tuple[Context, FakeLabelStudio]:
 
 def embedded_round(context: Context, fake: FakeLabelStudio) -> dict[str, Any]:
     """As in the service: the embed job (started on connect) has embedded the pool before the round."""
-    embed_new_tasks(context, 5)
+    jobs.embed_job(context, 5)
     fake.calls.clear()
-    return run_round(context, 5)
+    return jobs.round_job(context, 5)
 
 
 def test_round_pushes_the_queue_front_then_switches_then_prunes_old_predictions(setup: Any) -> None:
@@ -123,13 +123,13 @@ def test_round_pushes_the_queue_front_then_switches_then_prunes_old_predictions(
     context.settings = replace(context.settings, queue_head=6)
     fake.labels = {1: "dark", 2: "dark", 11: "light", 12: "light"}
     record = embedded_round(context, fake)
-    assert jobs.follow_ups("round", record) == ["prune"]
-    pruned = jobs.prune_old_predictions(context, 5)
+    assert follow_ups(JobKind.ROUND, record) == ["prune"]
+    pruned = jobs.prune_job(context, 5)
 
     assert fake.writes() == ["import", "serve"] + ["delete"] * 5
     assert [kind for kind, _ in fake.calls if kind.startswith("list")] == []  # the ledger knew everything
     pushed = fake.calls[0][1]
-    queue = ProjectStore(context.settings.model_dir, 5).load_queue(record["model_version"])
+    queue = FileProjectStore(context.settings.model_dir, 5).load_queue(record["model_version"])
     front = queue["task_ids"][np.argsort(queue["score"], kind="stable")[:6]]
     assert sorted(p["task"] for p in pushed) == sorted(front.tolist())
     assert len(queue["task_ids"]) == 16  # every unlabeled task is ranked, for /predict
@@ -142,7 +142,7 @@ def test_round_pushes_the_queue_front_then_switches_then_prunes_old_predictions(
     # Only this backend's older predictions go, one request each; another model's stay.
     assert [arg for kind, arg in fake.calls if kind == "delete"] == [901, 902, 903, 904, 905]
     assert fake.versions() == {"someone-elses-model", record["model_version"]}
-    assert ProjectStore(context.settings.model_dir, 5).live()["model_version"] == record["model_version"]
+    assert FileProjectStore(context.settings.model_dir, 5).live()["model_version"] == record["model_version"]
     assert record["n_labeled_tasks"] == 4 and record["n_predictions"] == 6
     assert (pruned["n_deleted"], pruned["n_left"], pruned["more"]) == (5, 0, False)
     assert record["n_embedded"] == 0 and record["n_unembedded"] == 0
@@ -157,8 +157,8 @@ def test_labels_from_webhooks_reach_the_next_round_without_listing_tasks(setup: 
         payload = {"annotation": {**fake.annotations(task_id)[0], "task": task_id}, "task": fake.task(task_id)}
         context.ledger(5).apply_event("ANNOTATION_CREATED", payload)
     fake.calls.clear()
-    second = run_round(context, 5)
-    jobs.prune_old_predictions(context, 5)
+    second = jobs.round_job(context, 5)
+    jobs.prune_job(context, 5)
     assert [kind for kind, _ in fake.calls if kind.startswith("list")] == []
     assert second["n_labeled_tasks"] == 5 and second["n_embedded"] == 0
     assert second["n_prelabeled"] == 3
@@ -174,7 +174,7 @@ def test_a_missed_webhook_is_caught_by_the_annotation_count(setup: Any, monkeypa
     embedded_round(context, fake)
     fake.labels[2] = "dark"  # labeled in Label Studio, but its webhook never arrived
     fake.calls.clear()
-    record = run_round(context, 5)
+    record = jobs.round_job(context, 5)
     assert [kind for kind, _ in fake.calls if kind.startswith("list")] == ["list labeled"]
     assert record["n_labeled_tasks"] == 3 and record["labeled_listed"] == 3 and record["tasks_listed"] is None
 
@@ -186,7 +186,7 @@ def test_the_project_keeps_its_version_when_label_studio_stores_fewer_prediction
     with pytest.raises(LabelStudioError, match="Label Studio stored 17 of 18 predictions"):
         embedded_round(context, fake)
     assert fake.writes() == ["import"]
-    assert ProjectStore(context.settings.model_dir, 5).live() is None
+    assert FileProjectStore(context.settings.model_dir, 5).live() is None
 
 
 def test_a_fully_labeled_project_keeps_its_queue(setup: Any) -> None:
@@ -194,7 +194,7 @@ def test_a_fully_labeled_project_keeps_its_queue(setup: Any) -> None:
     fake.labels = {t: "dark" if t <= 10 else "light" for t in range(1, 21)}
     record = embedded_round(context, fake)
     assert record["n_unlabeled_tasks"] == 0 and record["model_version"] is None
-    assert fake.writes() == [] and jobs.follow_ups("round", record) == []
+    assert fake.writes() == [] and follow_ups(JobKind.ROUND, record) == []
 
 
 def test_a_round_before_any_label_orders_by_diversity_with_empty_results(setup: Any) -> None:
@@ -212,12 +212,12 @@ def test_the_embed_job_takes_a_limited_number_of_tasks_and_asks_for_more(
     monkeypatch.setattr(jobs, "EMBED_JOB_TASKS", 8)
     monkeypatch.setattr(rounds, "ROUND_EMBED_TASKS", 0)
     context, _ = setup
-    first = embed_new_tasks(context, 5)
+    first = jobs.embed_job(context, 5)
     # The project has no queue yet: its first embedded tasks ask for the cold-start round.
-    assert (first["n_embedded"], first["n_left"], jobs.follow_ups("embed", first)) == (8, 12, ["round", "embed"])
-    run_round(context, 5)
-    second, third = embed_new_tasks(context, 5), embed_new_tasks(context, 5)
-    assert (second["n_left"], third["n_embedded"], jobs.follow_ups("embed", third)) == (4, 4, [])
+    assert (first["n_embedded"], first["n_left"], follow_ups(JobKind.EMBED, first)) == (8, 12, ["round", "embed"])
+    jobs.round_job(context, 5)
+    second, third = jobs.embed_job(context, 5), jobs.embed_job(context, 5)
+    assert (second["n_left"], third["n_embedded"], follow_ups(JobKind.EMBED, third)) == (4, 4, [])
 
 
 def test_a_round_embeds_its_labeled_tasks_and_a_bounded_slice_of_the_rest(
@@ -226,9 +226,9 @@ def test_a_round_embeds_its_labeled_tasks_and_a_bounded_slice_of_the_rest(
     monkeypatch.setattr(rounds, "ROUND_EMBED_TASKS", 3)
     context, fake = setup
     fake.labels = {1: "dark", 11: "light"}
-    record = run_round(context, 5)  # no embed job ran before
+    record = jobs.round_job(context, 5)  # no embed job ran before
     assert record["n_embedded"] == 5 and record["n_unlabeled_tasks"] == 3 and record["n_unembedded"] == 15
-    assert jobs.follow_ups("round", record) == ["prune", "embed"]
+    assert follow_ups(JobKind.ROUND, record) == ["prune", "embed"]
 
 
 def test_images_that_fail_are_reported_by_rounds_and_not_asked_for_again(setup: Any) -> None:
@@ -238,14 +238,14 @@ def test_images_that_fail_are_reported_by_rounds_and_not_asked_for_again(setup: 
     record = embedded_round(context, fake)
     assert set(record["skipped_tasks"]) == {"7", "17"} and "HTTP 404" in record["skipped_tasks"]["7"]
     assert record["n_unembedded"] == 0 and record["n_unlabeled_tasks"] == 16
-    assert jobs.follow_ups("round", record) == ["prune"]
+    assert follow_ups(JobKind.ROUND, record) == ["prune"]
 
 
 def test_pruning_stops_at_its_time_budget_and_asks_for_more(setup: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rounds, "PRUNE_SECONDS", 0.0)
     context, fake = setup
-    result = jobs.prune_old_predictions(context, 5)  # the store keeps no version: all 5 old ones are stale
-    assert (result["n_deleted"], result["n_left"]) == (1, 4) and jobs.follow_ups("prune", result) == ["prune"]
+    result = jobs.prune_job(context, 5)  # the store keeps no version: all 5 old ones are stale
+    assert (result["n_deleted"], result["n_left"]) == (1, 4) and follow_ups(JobKind.PRUNE, result) == ["prune"]
     assert fake.versions() == {"alfamix-0-20250101000000", "someone-elses-model"}
 
 
@@ -255,9 +255,9 @@ def test_the_batch_keeps_its_place_at_the_head_across_rounds(setup: Any, monkeyp
     context.settings = replace(context.settings, queue_head=20)
     fake.labels = {1: "dark", 11: "light"}
     first = embedded_round(context, fake)
-    batch = ProjectStore(context.settings.model_dir, 5).load_meta(first["model_version"])["batch"]  # type: ignore[index]
+    batch = FileProjectStore(context.settings.model_dir, 5).load_meta(first["model_version"])["batch"]  # type: ignore[index]
     fake.labels[batch["task_ids"][0]] = "dark" if batch["task_ids"][0] <= 10 else "light"  # the first is labeled
-    second = run_round(context, 5)
+    second = jobs.round_job(context, 5)
     imports = [payload for kind, payload in fake.calls if kind == "import"]
     pushed = sorted(imports[-1], key=lambda p: p["score"])
 
@@ -271,7 +271,7 @@ def test_the_strategy_setting_orders_the_queue_and_is_recorded(setup: Any) -> No
     context.settings = replace(context.settings, strategy="margin")
     fake.labels = {1: "dark", 11: "light"}
     record = embedded_round(context, fake)
-    meta = ProjectStore(context.settings.model_dir, 5).load_meta(record["model_version"])
+    meta = FileProjectStore(context.settings.model_dir, 5).load_meta(record["model_version"])
 
     assert (record["strategy"], record["batch_kind"], record["batch_event"]) == ("margin", "margin", "requeried")
     assert meta is not None and meta["strategy"] == "margin"
@@ -285,14 +285,14 @@ def test_labeled_audit_tasks_judge_the_version_that_pre_labeled_them(
     context.settings = replace(context.settings, audit_fraction=0.5)  # 2 of a batch of 4
     fake.labels = {1: "dark", 2: "dark", 11: "light", 12: "light"}
     first = embedded_round(context, fake)
-    store = ProjectStore(context.settings.model_dir, 5)
+    store = FileProjectStore(context.settings.model_dir, 5)
     audit = store.load_meta(first["model_version"])["batch"]["audit_task_ids"]  # type: ignore[index]
     queue = store.load_queue(first["model_version"])
     assert queue is not None and len(audit) == 2
     predicted = dict(zip(queue["task_ids"].tolist(), queue["predicted"].tolist(), strict=True))
     truth = {task: "dark" if task <= 10 else "light" for task in audit}
     fake.labels.update(truth)
-    second = run_round(context, 5)
+    second = jobs.round_job(context, 5)
 
     expected_hits = sum(["dark", "light"][predicted[task]] == truth[task] for task in audit)
     assert (second["n_audited"], second["audit_hits"]) == (2, expected_hits)
@@ -305,7 +305,7 @@ def test_a_change_of_strategy_carries_no_batch(setup: Any) -> None:
     fake.labels = {1: "dark", 11: "light"}
     embedded_round(context, fake)
     context.settings = replace(context.settings, strategy="alfamix")
-    record = run_round(context, 5)
+    record = jobs.round_job(context, 5)
 
     # Nothing flips on two uniform groups of images: the new batch is a diversity one, not the random batch.
     assert (record["strategy"], record["batch_kind"], record["batch_event"]) == ("alfamix", "diversity", "new")

@@ -1,31 +1,31 @@
-"""Learning curve from the round history: points, intervals, the stop signal and the plot."""
+"""Learning curve from the round history: points, intervals, the stop signal, the audit estimate."""
 
 from __future__ import annotations
 
-import io
-
 import pytest
-from PIL import Image
 
-from backend.state.learning_curve import CurvePoint, audit_estimate, learning_curve, plot_png, stop_signal, wilson_interval
+from backend.state.learning_curve import (
+    CurvePoint,
+    audit_estimate,
+    learning_curve,
+    stop_signal,
+    wilson_interval,
+)
+from backend.state.records import RoundRecord
 
 
-def done(version: str, labels: int, judged: int = 0, accuracy: float | None = None) -> dict[str, object]:
-    return {
-        "status": "done",
-        "model_version": version,
-        "n_labeled_tasks": labels,
-        "n_prelabeled": judged,
-        "prelabel_accuracy": accuracy,
-    }
+def done(version: str, labels: int, judged: int = 0, accuracy: float | None = None) -> RoundRecord:
+    return RoundRecord(
+        "done", 0.0, model_version=version, n_labeled_tasks=labels, n_prelabeled=judged, prelabel_accuracy=accuracy
+    )
 
 
 def test_each_round_judges_the_version_before_it() -> None:
     rounds = [
         done("v1", 10),
-        {"status": "failed", "error": "Label Studio down"},
+        RoundRecord("failed", 0.0, error="Label Studio down"),
         done("v2", 20, judged=10, accuracy=0.8),  # judges v1, trained on 10 labels
-        {"status": "done", "model_version": None, "n_labeled_tasks": 20},  # nothing left to rank: no version
+        RoundRecord("done", 0.0, n_labeled_tasks=20),  # nothing left to rank: no version
         done("v3", 30, judged=5, accuracy=0.0),  # judges v2
     ]
     points = learning_curve(rounds, min_judged=1)
@@ -74,19 +74,13 @@ def test_stop_signal_in_words() -> None:
     )
 
 
-@pytest.mark.parametrize("points", [[], [point(10, 0.5), point(20, 0.7)]])
-def test_plot_is_a_640_by_360_png(points: list[CurvePoint]) -> None:
-    image = Image.open(io.BytesIO(plot_png(points, "project 1")))
-    assert image.format == "PNG" and image.size == (640, 360)
-
-
 def test_the_audit_estimate_pools_the_latest_audits_back_to_its_window() -> None:
     rounds = [
-        {"status": "done", "n_audited": 30, "audit_hits": 3},  # an early, weak model: outside the window
-        {"status": "failed", "n_audited": 99, "audit_hits": 0},
-        {"status": "done", "n_audited": 0, "audit_hits": 0},
-        {"status": "done", "n_audited": 20, "audit_hits": 16},
-        {"status": "done", "n_audited": 30, "audit_hits": 27},
+        RoundRecord("done", 0.0, n_audited=30, audit_hits=3),  # an early, weak model: outside the window
+        RoundRecord("failed", 0.0, n_audited=99),
+        RoundRecord("done", 0.0),
+        RoundRecord("done", 0.0, n_audited=20, audit_hits=16),
+        RoundRecord("done", 0.0, n_audited=30, audit_hits=27),
     ]
     estimate = audit_estimate(rounds, window=50)
     assert estimate is not None

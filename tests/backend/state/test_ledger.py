@@ -14,7 +14,7 @@ from redis import Redis
 
 from backend.state.ledger import FileHashes, LabelLedger, LedgerCounts, RedisHashes
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "label_studio_payloads"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "label_studio_payloads"
 
 
 def annotation(annotation_id: int, task_id: int, label: str, cancelled: bool = False) -> dict[str, Any]:
@@ -27,8 +27,8 @@ def task(task_id: int, annotations: list[dict[str, Any]] | None = None) -> dict[
 
 
 @pytest.fixture
-def redis_hashes() -> Iterator[RedisHashes]:
-    connection = Redis(host="127.0.0.1", port=6379, db=15)
+def redis_hashes(redis_url: str) -> Iterator[RedisHashes]:
+    connection = Redis.from_url(redis_url)
     prefix = f"alfamix-test-ledger-{uuid.uuid4().hex[:8]}"
     yield RedisHashes(connection, prefix)
     for key in connection.scan_iter(f"{prefix}:*"):

@@ -11,18 +11,20 @@ import pytest
 import torch
 from redis import Redis
 
-from backend import redis_store
 from backend.errors import BadRequestError
-from backend.state.redis_state import RedisProjectStore, open_project_store, project_ids
-from backend.state.files import ProjectStore
+from backend.pipeline.heads import load_head, save_head
+from backend.state import redis_state
+from backend.state.records import RoundRecord
+from backend.state.redis_state import RedisProjectStore
+from backend.state.store import ProjectStore, open_project_store, project_ids
 
 
 @pytest.fixture
-def connection(monkeypatch: pytest.MonkeyPatch) -> Iterator[Redis]:
+def connection(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Redis]:
     prefix = f"alfamix-test-{uuid.uuid4().hex[:8]}"
-    monkeypatch.setattr(redis_store, "KEY_PREFIX", prefix)
-    monkeypatch.setattr(redis_store, "PROJECTS_KEY", f"{prefix}:state:projects")
-    client = Redis(host="127.0.0.1", port=6379, db=15)
+    monkeypatch.setattr(redis_state, "KEY_PREFIX", prefix)
+    monkeypatch.setattr(redis_state, "PROJECTS_KEY", f"{prefix}:state:projects")
+    client = Redis.from_url(redis_url)
     yield client
     for key in client.scan_iter(f"{prefix}:*"):
         client.delete(key)
@@ -41,11 +43,12 @@ def test_live_version_round_trip(store: ProjectStore) -> None:
 
 def test_a_version_keeps_meta_head_and_queue(store: ProjectStore) -> None:
     head = torch.nn.Linear(3, 2)
-    store.save_meta("v1", {"labels": ["a", "b"]})
-    store.save_head("v1", head.state_dict())
+    meta = {"labels": ["a", "b"], "head": {"kind": "linear", "hidden_dim": 8}, "embedding_dim": 3}
+    store.save_meta("v1", meta)
+    save_head(store, "v1", head)
     store.save_queue("v1", np.array([5, 6]), np.array([1, 0]), np.array([0.0, 1.0]))
-    assert store.load_meta("v1") == {"labels": ["a", "b"]}
-    assert torch.equal(store.load_head("v1")["weight"], head.weight)
+    assert store.load_meta("v1") == meta
+    assert torch.equal(load_head(store, "v1", meta).weight, head.weight)
     queue = store.load_queue("v1")
     assert queue is not None
     assert queue["task_ids"].tolist() == [5, 6] and queue["predicted"].tolist() == [1, 0]
@@ -54,10 +57,13 @@ def test_a_version_keeps_meta_head_and_queue(store: ProjectStore) -> None:
     assert store.versions() == [] and store.load_meta("v1") is None and store.load_queue("v1") is None
 
 
-def test_rounds_append_in_order(store: ProjectStore) -> None:
-    store.append_round({"n": 1})
-    store.append_round({"n": 2})
-    assert store.rounds() == [{"n": 1}, {"n": 2}]
+def test_rounds_append_in_order_and_the_summary_follows(store: ProjectStore) -> None:
+    store.append_round(RoundRecord("done", 1.0, model_version="v1", n_predictions=5))
+    store.append_round(RoundRecord("failed", 2.0, error="Label Studio down"))
+    assert [(r.status, r.finished_at) for r in store.rounds()] == [("done", 1.0), ("failed", 2.0)]
+    summary = store.summary()
+    assert (summary.n_rounds, summary.n_done, summary.n_failed, summary.n_predictions) == (2, 1, 1, 5)
+    assert [r.finished_at for r in summary.recent] == [1.0, 2.0]
 
 
 def test_a_crafted_model_version_is_refused(store: ProjectStore) -> None:
@@ -69,10 +75,10 @@ def test_redis_state_is_shared_between_stores_with_different_model_dirs(tmp_path
     writer = RedisProjectStore(connection, tmp_path / "machine-a", 8)
     reader = RedisProjectStore(connection, tmp_path / "machine-b", 8)
     writer.set_live("v2")
-    writer.append_round({"status": "done"})
+    writer.append_round(RoundRecord("done", 5.0))
     writer.save_meta("v2", {"labels": ["x", "y"]})
     assert reader.live()["model_version"] == "v2"
-    assert reader.rounds() == [{"status": "done"}]
+    assert reader.rounds() == [RoundRecord("done", 5.0)]
     assert reader.load_meta("v2") == {"labels": ["x", "y"]}
     assert project_ids(tmp_path, connection) == [8]
     # The embedding cache stays on each machine's own MODEL_DIR.
