@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
-    InfoMetricFamily,
     Metric,
 )
 from prometheus_client.registry import Collector
@@ -26,6 +25,8 @@ from backend.state.store import ProjectStore
 from backend.state.summary import STAGE_BUCKETS, HistorySummary
 
 WEBHOOK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)  # seconds
+
+disable_created_metrics()  # no *_created series: they double what a scraper stores and nobody reads them
 
 
 class ServiceMetrics:
@@ -79,7 +80,11 @@ class ProjectCollector(Collector):
             "alfamix_predictions_pushed", "Predictions rounds wrote to Label Studio.", labels=["project"]
         )
         embedded = CounterMetricFamily("alfamix_tasks_embedded", "Tasks rounds embedded.", labels=["project"])
-        live = InfoMetricFamily("alfamix_live_model", "The model version Label Studio serves.", labels=["project"])
+        live = GaugeMetricFamily(
+            "alfamix_live_model_info",
+            "The model version Label Studio serves (always 1).",
+            labels=["project", "model_version"],
+        )
         jobs = GaugeMetricFamily("alfamix_jobs", "1 while a job is pending or running.", labels=["project", "state"])
         reachable = GaugeMetricFamily("alfamix_state_reachable", "1 when the project state (Redis) answered.")
         try:
@@ -94,7 +99,7 @@ class ProjectCollector(Collector):
                 pushed.add_metric([project], summary.n_predictions)
                 embedded.add_metric([project], summary.n_embedded)
                 if version := (store.live() or {}).get("model_version"):
-                    live.add_metric([project], {"model_version": version})
+                    live.add_metric([project, version], 1)
                 for state, on in sorted(self.jobs(project_id).items()):
                     jobs.add_metric([project, state], int(on))
             reachable.add_metric([], 1)

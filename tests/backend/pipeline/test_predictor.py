@@ -1,0 +1,35 @@
+"""The predictor keeps a bounded number of loaded versions in memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from backend.labelstudio.label_config import parse_label_config
+from backend.pipeline import predictor
+from backend.pipeline.predictor import LRUCache, Predictor
+from backend.settings import Settings
+from backend.state.files import FileProjectStore
+from tests.backend.http.test_app import LIVE, install_live_model
+
+
+def test_the_least_recently_used_entry_goes_first() -> None:
+    cache: LRUCache[str, int] = LRUCache(2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # "b" is now the least recently used
+    cache.put("c", 3)
+    assert (cache.get("a"), cache.get("b"), cache.get("c"), len(cache)) == (1, None, 3, 2)
+
+
+def test_predicting_from_many_versions_keeps_at_most_versions_kept(tmp_path: Path) -> None:
+    request = install_live_model(tmp_path)
+    store = FileProjectStore(tmp_path, 1)
+    for n in range(predictor.VERSIONS_KEPT + 5):  # the same model under more names than the cache holds
+        store.save_meta(f"v{n}", store.load_meta(LIVE) or {})
+        store.save_head(f"v{n}", store.load_head(LIVE))
+    model = Predictor(Settings(model_dir=tmp_path))
+    spec = parse_label_config(request["label_config"])
+    for n in range(predictor.VERSIONS_KEPT + 5):
+        answer = model.predict(1, f"v{n}", spec, request["tasks"])
+        assert [r["result"][0]["value"]["choices"] for r in answer.results] == [["7"], ["2"]]
+    assert len(model._versions) == predictor.VERSIONS_KEPT
