@@ -139,8 +139,12 @@ class ALFAMixBackend:
 
     def versions(self, project_id: int | None) -> list[str]:
         """Model versions kept, of one project or of all; unordered."""
-        ids = [project_id] if project_id else project_ids(self.settings.model_dir, self.connection)
+        ids = [project_id] if project_id else self.project_ids()
         return sorted({v for pid in ids for v in self.store(pid).versions()})
+
+    def project_ids(self) -> list[int]:
+        """Projects with state, wherever it is kept."""
+        return project_ids(self.settings.model_dir, self.connection)
 
     def live_version(self, project_id: int) -> str | None:
         """The project's live version; the last one read when the state (Redis) is unreachable."""

@@ -16,7 +16,6 @@ from backend.http.handlers import add_error_handlers, basic_auth
 from backend.http.metrics import ServiceMetrics
 from backend.http.routes import health, model, status
 from backend.ml_backend import ALFAMixBackend
-from backend.state.store import project_ids
 
 
 @asynccontextmanager
@@ -29,11 +28,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(backend: ALFAMixBackend) -> FastAPI:
     app = FastAPI(title="ALFA-Mix ML backend for Label Studio", version="0.1.0", lifespan=lifespan)
     app.state.backend = backend
-    app.state.metrics = ServiceMetrics(
-        project_ids=lambda: project_ids(backend.settings.model_dir, backend.connection),
-        store=backend.store,
-        jobs=backend.dispatcher.status,
-    )
+    app.state.metrics = ServiceMetrics(backend)
     app.add_middleware(BodySizeLimit)
     app.middleware("http")(basic_auth)
     add_error_handlers(app)

@@ -9,7 +9,7 @@ a secret.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import (
@@ -21,7 +21,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
-from backend.state.store import ProjectStore
+from backend.ml_backend import ALFAMixBackend
 from backend.state.summary import STAGE_BUCKETS, HistorySummary
 
 WEBHOOK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)  # seconds
@@ -32,12 +32,7 @@ disable_created_metrics()  # no *_created series: they double what a scraper sto
 class ServiceMetrics:
     """The registry /metrics renders; one per app, so tests and apps never share counters."""
 
-    def __init__(
-        self,
-        project_ids: Callable[[], list[int]],
-        store: Callable[[int], ProjectStore],
-        jobs: Callable[[int], dict[str, bool]],
-    ) -> None:
+    def __init__(self, backend: ALFAMixBackend) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.webhook_events = Counter(
             "alfamix_webhook_events",
@@ -52,7 +47,7 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self.predicted_tasks = Counter("alfamix_predicted_tasks", "Tasks answered by /predict.", registry=self.registry)
-        self.registry.register(ProjectCollector(project_ids, store, jobs))
+        self.registry.register(ProjectCollector(backend))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -61,15 +56,8 @@ class ServiceMetrics:
 class ProjectCollector(Collector):
     """Per-project figures from the project state, read at scrape time."""
 
-    def __init__(
-        self,
-        project_ids: Callable[[], list[int]],
-        store: Callable[[int], ProjectStore],
-        jobs: Callable[[int], dict[str, bool]],
-    ) -> None:
-        self.project_ids = project_ids
-        self.store = store
-        self.jobs = jobs  # project id -> which jobs are pending or running (the queue depth)
+    def __init__(self, backend: ALFAMixBackend) -> None:
+        self.backend = backend
 
     def collect(self) -> Iterator[Metric]:
         rounds = CounterMetricFamily("alfamix_rounds", "Rounds ended, by outcome.", labels=["project", "status"])
@@ -88,9 +76,9 @@ class ProjectCollector(Collector):
         jobs = GaugeMetricFamily("alfamix_jobs", "1 while a job is pending or running.", labels=["project", "state"])
         reachable = GaugeMetricFamily("alfamix_state_reachable", "1 when the project state (Redis) answered.")
         try:
-            for project_id in self.project_ids():
+            for project_id in self.backend.project_ids():
                 project = str(project_id)
-                store = self.store(project_id)
+                store = self.backend.store(project_id)
                 summary = store.summary()
                 rounds.add_metric([project, "done"], summary.n_done)
                 rounds.add_metric([project, "failed"], summary.n_failed)
@@ -100,7 +88,7 @@ class ProjectCollector(Collector):
                 embedded.add_metric([project], summary.n_embedded)
                 if version := (store.live() or {}).get("model_version"):
                     live.add_metric([project, version], 1)
-                for state, on in sorted(self.jobs(project_id).items()):
+                for state, on in sorted(self.backend.dispatcher.status(project_id).items()):  # the queue depth
                     jobs.add_metric([project, state], int(on))
             reachable.add_metric([], 1)
         except RedisError:

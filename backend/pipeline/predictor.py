@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,38 +27,13 @@ from backend.labelstudio.predictions import (
 from backend.pipeline.embedder import encoder_key
 from backend.pipeline.heads import load_head
 from backend.settings import Settings
+from backend.state.lru import LRUCache
 from backend.state.store import ProjectStore, open_project_store
 from model.head import predict_proba
 
 logger = logging.getLogger(__name__)
 
 VERSIONS_KEPT = 8  # (project, version) entries kept in memory: the live one of each busy project
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class LRUCache(Generic[K, V]):
-    """At most ``size`` entries; the least recently used goes first."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._entries: OrderedDict[K, V] = OrderedDict()
-
-    def get(self, key: K) -> V | None:
-        if key in self._entries:
-            self._entries.move_to_end(key)
-        return self._entries.get(key)
-
-    def put(self, key: K, value: V) -> V:
-        self._entries[key] = value
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
-        return value
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,10 @@ from typing import ClassVar
 import numpy as np
 
 from backend.state.atomic import atomic_write_bytes
+from backend.state.lru import LRUCache
 
 MAX_EMBEDDING_PARTS = 32  # compaction merges parts beyond this, so loading stays one pass over few files
+CACHES_KEPT = 8  # projects whose embeddings a process keeps loaded (about 0.5 GB each at 100k tasks)
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,7 @@ class EmbeddingCache:
     reader that races a compaction simply lists the folder again.
     """
 
-    _open: ClassVar[dict[Path, EmbeddingCache]] = {}
-    _open_lock: ClassVar[threading.Lock] = threading.Lock()
+    _open: ClassVar[LRUCache[Path, EmbeddingCache]] = LRUCache(CACHES_KEPT)
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -50,9 +51,9 @@ class EmbeddingCache:
 
     @classmethod
     def at(cls, directory: Path) -> EmbeddingCache:
-        """The process's one cache object for a folder, so its arrays stay loaded between rounds."""
-        with cls._open_lock:
-            return cls._open.setdefault(directory, cls(directory))
+        """The process's cache object for a folder, so its arrays stay loaded between rounds; the
+        CACHES_KEPT most recently used stay loaded (another object on the same folder reads the same parts)."""
+        return cls._open.get_or_put(directory, lambda: cls(directory))
 
     def add(self, task_ids: np.ndarray, z: np.ndarray, sources: list[str]) -> None:
         if len(task_ids) == 0:

@@ -1,11 +1,11 @@
 """The committed Label Studio payloads (tests/fixtures/label_studio_payloads) still match what the real server sends.
 
 One scenario drives a real Label Studio 1.23.2 against a recording fake ML backend
-(tests/e2e/recorder.py) and records every call the server makes: ``/health``, ``/setup``,
+(devtools/recorder.py) and records every call the server makes: ``/health``, ``/setup``,
 ``/predict``, ``/versions`` and the webhook events. Each test then checks one fixture
 against its fresh recording: same method and path, same Content-Type, and the same
 *shape* of the JSON body (the keys, recursively, and the JSON type of each value; ids,
-timestamps and values may differ). ``tests/backend/test_app.py`` replays the fixtures
+timestamps and values may differ). ``tests/backend/http/test_app.py`` replays the fixtures
 against the app, so this keeps that replay honest.
 
 Shapes: an object maps each key to the shape of its value, an array has the shape of
@@ -21,7 +21,7 @@ headers) for every fixture from the fresh recording before the comparisons run, 
 setup ``access_token``, the webhooks' project ``token`` and any ``Authorization`` header
 replaced by ``"REDACTED"``.
 Run it alone, as above: on a fresh server the project gets id 1, which
-tests/backend/test_app.py expects (the refresh refuses any other id). Without the
+tests/backend/http/test_app.py expects (the refresh refuses any other id). Without the
 variable nothing is written.
 """
 
@@ -35,10 +35,10 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.images import import_images, write_mnist_pngs
-from tests.e2e.label_studio import LabelStudioServer
-from tests.e2e.project import DIGITS, Project, choice_result, choices_config
-from tests.e2e.recorder import RecordedRequest, RecordingBackend
+from devtools.images import import_images, write_mnist_pngs
+from devtools.label_studio import LabelStudioServer
+from devtools.project import DIGITS, Project, choice_result, choices_config
+from devtools.recorder import RecordedRequest, RecordingBackend
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "label_studio_payloads"
 REFRESH = os.environ.get("ALFAMIX_RECORD_PAYLOADS") == "1"
@@ -179,7 +179,7 @@ def recorded(
             lambda: project.api("PATCH", f"/api/projects/{p}", json={"title": "Recorded payloads, renamed"}),
         )
         # The third and fourth tasks, unannotated: on a fresh server tasks 3 and 4 of project 1,
-        # which tests/backend/test_app.py expects of predict.json.
+        # which tests/backend/http/test_app.py expects of predict.json.
         after(
             "predict",
             _is_call("POST", "/predict"),

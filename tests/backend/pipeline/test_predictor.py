@@ -6,9 +6,10 @@ from pathlib import Path
 
 from backend.labelstudio.label_config import parse_label_config
 from backend.pipeline import predictor
-from backend.pipeline.predictor import LRUCache, Predictor
+from backend.pipeline.predictor import Predictor
 from backend.settings import Settings
 from backend.state.files import FileProjectStore
+from backend.state.lru import LRUCache
 from tests.backend.http.test_app import LIVE, install_live_model
 
 
