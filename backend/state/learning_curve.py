@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from backend.state.records import RoundRecord
 
 MIN_JUDGED = 20  # labels pooled into one curve point
+MAX_POINTS = 200  # beyond this, neighbouring points are pooled in pairs, so a curve stays cheap to keep and draw
 STOP_WINDOW = 200  # labels
 STOP_GAIN = 0.01  # one accuracy point
 AUDIT_WINDOW = 50  # audit tasks pooled into the pool-accuracy estimate: about +-14 points at 95%
@@ -60,6 +61,8 @@ class CurveBuilder:
             if self.judged >= self.min_judged:
                 self.closed.append(_point(self.last_judged, self.hits, self.judged))
                 self.hits = self.judged = 0
+                if len(self.closed) > MAX_POINTS:
+                    self.closed = _pool_pairs(self.closed)
         self.previous = (record.model_version, record.n_labeled_tasks)
 
     def points(self) -> list[CurvePoint]:
@@ -124,6 +127,15 @@ def audit_estimate(rounds: Iterable[RoundRecord], window: int = AUDIT_WINDOW) ->
     for record in rounds:
         audit.add(record)
     return audit.estimate()
+
+
+def _pool_pairs(points: list[CurvePoint]) -> list[CurvePoint]:
+    """Neighbours pooled two by two; a pooled point carries the later version, as pooling always does."""
+    pooled = []
+    for first, second in zip(points[0::2], points[1::2], strict=False):
+        hits = round(first.accuracy * first.n_judged) + round(second.accuracy * second.n_judged)
+        pooled.append(_point((second.model_version, second.n_labels), hits, first.n_judged + second.n_judged))
+    return pooled + points[len(pooled) * 2 :]
 
 
 def _point(judged_version: tuple[str, int], hits: int, judged: int) -> CurvePoint:

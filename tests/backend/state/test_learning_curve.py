@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backend.state.learning_curve import (
+    MAX_POINTS,
     CurvePoint,
     audit_estimate,
     learning_curve,
@@ -87,3 +88,16 @@ def test_the_audit_estimate_pools_the_latest_audits_back_to_its_window() -> None
     assert (estimate.n_judged, estimate.accuracy) == (50, 0.86)
     assert (estimate.low, estimate.high) == pytest.approx(wilson_interval(43, 50))
     assert audit_estimate(rounds[1:3]) is None
+
+
+def test_a_long_curve_pools_neighbouring_points_and_keeps_every_judged_label() -> None:
+    rounds = [done(f"v{i}", i * 10, judged=20, accuracy=(i % 4) / 4) for i in range(MAX_POINTS + 2)]
+    points = learning_curve(rounds)
+    assert len(points) == MAX_POINTS // 2 + 1  # the 201st closed point halved the curve; one more came after
+    assert sum(p.n_judged for p in points) == 20 * (MAX_POINTS + 1)
+    assert (points[0].model_version, points[0].n_judged, points[0].accuracy) == (
+        "v1",
+        40,
+        0.375,
+    )  # v0 judged 25% right, v1 50%
+    assert points[-1].model_version == f"v{MAX_POINTS}"
