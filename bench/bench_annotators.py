@@ -4,7 +4,7 @@ Usage: ``OMP_WAIT_POLICY=PASSIVE python -m bench.bench_annotators --database sql
 [--labels 500] [--tasks 1000] [--annotators 3] [--repeats 1]``
 
 One repeat starts a fresh Label Studio on the given database and signs up ``--annotators``
-accounts (tests/e2e/annotators.py). Then come two arms, each on a fresh project of the same
+accounts (devtools/annotators.py). Then come two arms, each on a fresh project of the same
 ``--tasks`` MNIST PNGs, in which the annotators label ``--labels`` tasks through
 ``GET /api/projects/{id}/next`` and ``POST /api/tasks/{id}/annotations/`` as fast as the answers come:
 
@@ -33,7 +33,7 @@ from typing import Any
 import redis
 import requests
 
-from tests.e2e.annotators import (
+from devtools.annotators import (
     ENDPOINTS,
     Annotator,
     backend_5xx_lines,
@@ -41,10 +41,10 @@ from tests.e2e.annotators import (
     database_locked_errors,
     label_continuously,
 )
-from tests.e2e.backend_process import BackendProcesses
-from tests.e2e.images import write_mnist_pngs
-from tests.e2e.label_studio import DATABASES, LabelStudioServer
-from tests.e2e.project import digits_project, wait_until_idle
+from devtools.backend_process import BackendProcesses
+from devtools.images import write_mnist_pngs
+from devtools.label_studio import DATABASES, LabelStudioServer
+from devtools.project import digits_project, wait_until_idle
 
 OUT = Path(__file__).resolve().parent / "out"
 REDIS_DB = 9

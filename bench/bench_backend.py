@@ -30,10 +30,10 @@ import numpy as np
 import redis
 import requests
 
-from tests.e2e.backend_process import BackendProcesses
-from tests.e2e.images import import_images, write_mnist_pngs
-from tests.e2e.label_studio import LabelStudioServer
-from tests.e2e.project import DIGITS, Project, choices_config, wait_until_idle
+from devtools.backend_process import BackendProcesses
+from devtools.images import import_images, write_mnist_pngs
+from devtools.label_studio import LabelStudioServer
+from devtools.project import DIGITS, Project, choices_config, wait_until_idle
 
 OUT = Path(__file__).resolve().parent / "out" / "backend.json"
 REDIS_DB = 13

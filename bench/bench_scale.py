@@ -22,7 +22,7 @@ Per size N, on a fresh Label Studio server:
 How /next is timed. Label Studio locks the task it serves to the user and answers the same
 task to that user until it is submitted, so one user's repeated calls measure the lock
 lookup, not the choice of a task. Both are reported, 30 calls each:
-- ``fresh``: 30 annotators, signed up for this purpose (tests/e2e/annotators.py), call /next
+- ``fresh``: 30 annotators, signed up for this purpose (devtools/annotators.py), call /next
   once each: 30 full choices, as annotators arriving one after another see them;
 - ``repeat``: the admin calls /next 30 times without submitting (at most one choice, then lock
   reads: in step 6 the admin still holds the task step 5 served last).
@@ -56,14 +56,14 @@ import redis
 import requests
 
 from backend.state.files import ProjectStore
-from tests.e2e.annotators import create_annotators
-from tests.e2e.backend_process import BackendProcesses
-from tests.e2e.label_studio import LabelStudioServer
-from tests.e2e.project import DIGITS, Project, backend_status, choices_config, wait_until_idle
+from devtools.annotators import create_annotators
+from devtools.backend_process import BackendProcesses
+from devtools.label_studio import LabelStudioServer
+from devtools.project import DIGITS, Project, backend_status, choices_config, wait_until_idle
 
 OUT = Path(__file__).resolve().parent / "out" / "scale.json"
-# The brief named db 12, but tests/e2e/test_scale_out.py flushes and uses 12 (and the other e2e tests and
-# benches 7-15); a run of it during this benchmark wiped this one's round history. 6 is used by no one.
+# Flushed by this benchmark only: tests/redis_databases.py keeps the test modules off the benches' REDIS_DB
+# numbers (a test that once shared this benchmark's database wiped its round history).
 REDIS_DB = 6
 ENCODER_KEY = "resnet18-random"
 DIM = 64

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import requests
 
-from tests.e2e.backend_process import BackendProcesses
-from tests.e2e.images import import_images, write_mnist_pngs
-from tests.e2e.label_studio import LabelStudioServer
-from tests.e2e.project import DIGITS, Project, choices_config
+from devtools.backend_process import BackendProcesses
+from devtools.images import import_images, write_mnist_pngs
+from devtools.label_studio import LabelStudioServer
+from devtools.project import DIGITS, Project, choices_config
 
 TITLE = "ALFA-Mix demo: MNIST digits"
 USERNAME = "demo@example.com"

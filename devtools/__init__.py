@@ -1,1 +1,1 @@
-"""Harnesses that start a real Label Studio, backend processes, annotators and images, for tests, benchmarks and the demo."""
+"""Harnesses that start a real Label Studio, backend processes, annotators, images: for tests, benches, the demo."""

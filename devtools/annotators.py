@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import requests
 
-from tests.e2e.label_studio import LabelStudioServer
-from tests.e2e.project import Project, choice_result
+from devtools.label_studio import LabelStudioServer
+from devtools.project import Project, choice_result
 
 NEXT = "next"
 SUBMIT = "submit"

@@ -12,7 +12,7 @@ from types import TracebackType
 
 import requests
 
-from tests.e2e.label_studio import REPO_ROOT, free_port
+from devtools.label_studio import REPO_ROOT, free_port
 
 SERVER_COMMAND = [sys.executable, "-m", "backend"]
 WORKER_COMMAND = [sys.executable, "-m", "backend.jobs.worker"]
@@ -66,7 +66,7 @@ class BackendProcesses:
                 pass
             for process in self.processes.values():
                 if process.poll() is not None:
-                    raise RuntimeError(f"{process.args} exited with {process.returncode}:\n{self.log_tail()}")
+                    raise RuntimeError(f"{process.args!r} exited with {process.returncode}:\n{self.log_tail()}")
             time.sleep(0.2)
         raise RuntimeError(f"the backend did not answer /health within 60 s:\n{self.log_tail()}")
 

@@ -1,4 +1,4 @@
-"""A real Label Studio server, started as a subprocess for end-to-end tests.
+"""A real Label Studio server, started as a subprocess for end-to-end tests, benchmarks and the demo.
 
 The server comes from ``.venv-label-studio`` (built by ``scripts/label_studio_venv.sh``)
 and keeps everything it writes (SQLite database, uploads, its config and data
@@ -7,7 +7,7 @@ so the first start builds a migrated, user-less template database inside the ven
 and every later start copies it (about 3 s to a first answer).
 
 With ``database="postgresql"`` the server writes to a fresh PostgreSQL database instead
-(see ``tests/e2e/postgres.py``), made by ``CREATE DATABASE ... TEMPLATE`` from a migrated
+(see ``devtools/postgres.py``), made by ``CREATE DATABASE ... TEMPLATE`` from a migrated
 template database that the first such start builds, and dropped on stop.
 
 Only the standard library and ``requests`` are used here.
@@ -33,12 +33,12 @@ from types import TracebackType
 
 import requests
 
-from tests.e2e.postgres import Postgres, ensure_template, unique_name
+from devtools.postgres import Postgres, ensure_template, unique_name
 
 logger = logging.getLogger(__name__)
 
 LABEL_STUDIO_VERSION = "1.23.2"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV = REPO_ROOT / ".venv-label-studio"
 VENV_SCRIPT = REPO_ROOT / "scripts" / "label_studio_venv.sh"
 # Label Studio reads these without its LABEL_STUDIO_ prefix too (core/utils/params.py:get_env),

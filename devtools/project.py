@@ -9,8 +9,8 @@ from typing import Any
 
 import requests
 
-from tests.e2e.images import import_images
-from tests.e2e.label_studio import LabelStudioServer
+from devtools.images import import_images
+from devtools.label_studio import LabelStudioServer
 
 DIGITS = [str(d) for d in range(10)]
 
@@ -59,7 +59,7 @@ class Project:
         """All tasks with annotations and predictions (pages of 500: larger ones fail on SQLite)."""
         tasks: list[dict[str, Any]] = []
         while True:
-            params = {
+            params: dict[str, str | int] = {
                 "project": self.project_id,
                 "fields": "all",
                 "page": len(tasks) // 500 + 1,

@@ -16,7 +16,8 @@ class LabelStudioProxy:
     """Forwards to ``target``; ``down`` answers 503 to everything, ``delays`` slows matching calls.
 
     ``delays`` maps (method, path prefix) to seconds. ``requests_while_down`` counts the
-    calls refused while down (the client's retries).
+    calls refused while down (the client's retries); :meth:`received` counts the calls that
+    arrived, so that a test can wait until a client is inside a given call.
     """
 
     def __init__(self, target: str) -> None:
@@ -24,6 +25,7 @@ class LabelStudioProxy:
         self.down = False
         self.delays: dict[tuple[str, str], float] = {}
         self.requests_while_down = 0
+        self._arrived: list[tuple[str, str]] = []  # (method, path); appended from the handler threads
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -46,6 +48,7 @@ class LabelStudioProxy:
     def _forward(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("content-length") or 0)
         body = handler.rfile.read(length) if length else None
+        self._arrived.append((handler.command, handler.path))
         if self.down:
             self.requests_while_down += 1
             self._answer(handler, 503, {"Content-Type": "application/json"}, b'{"detail": "down for the test"}')
@@ -59,6 +62,10 @@ class LabelStudioProxy:
         )
         kept = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
         self._answer(handler, answer.status_code, kept, answer.content)
+
+    def received(self, method: str, path_prefix: str) -> int:
+        """How many ``method`` calls to a path starting with ``path_prefix`` have arrived so far."""
+        return sum(1 for m, path in list(self._arrived) if m == method and path.startswith(path_prefix))
 
     @staticmethod
     def _answer(handler: BaseHTTPRequestHandler, status: int, headers: dict[str, str], body: bytes) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from tests.e2e.label_studio import ensure_venv
+from devtools.label_studio import ensure_venv
 
 ROOT = Path(__file__).resolve().parents[2]
 INTERPOLATION = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")

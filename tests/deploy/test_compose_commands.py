@@ -10,15 +10,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import redis
-
+from devtools.backend_process import BackendProcesses
+from devtools.images import write_mnist_pngs
+from devtools.label_studio import LabelStudioServer
+from devtools.project import digits_project, wait_until_idle
 from tests.deploy.files import compose, env_example, resolve
-from tests.e2e.backend_process import BackendProcesses
-from tests.e2e.images import write_mnist_pngs
-from tests.e2e.label_studio import LabelStudioServer
-from tests.e2e.project import digits_project, wait_until_idle
-
-REDIS_DB = 11
 
 
 def service_command(service: str) -> list[str]:
@@ -32,12 +28,11 @@ def service_env(service: str, variables: dict[str, str], overrides: dict[str, st
     return {key: resolve(str(value), variables) for key, value in environment.items()} | overrides
 
 
-def test_compose_commands_complete_a_round(label_studio: LabelStudioServer, tmp_path: Path) -> None:
-    redis.Redis(db=REDIS_DB).flushdb()
+def test_compose_commands_complete_a_round(label_studio: LabelStudioServer, tmp_path: Path, redis_url: str) -> None:
     variables = env_example() | {"LABEL_STUDIO_API_KEY": label_studio.api_key}
     network = {
         "LABEL_STUDIO_URL": label_studio.url,
-        "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+        "REDIS_URL": redis_url,
         "MODEL_DIR": str(tmp_path / "models"),
     }
     api_env = service_env("backend", variables, network)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from backend.settings import Settings
+from devtools.postgres import Postgres
 from tests.deploy.files import (
     ROOT,
     compose,
@@ -25,7 +26,6 @@ from tests.deploy.files import (
     label_studio_database,
     resolve,
 )
-from tests.e2e.postgres import Postgres
 
 BACKEND_SERVICES = ("backend", "worker")
 REQUIRED_BACKEND_ENV = {"LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "REDIS_URL", "MODEL_DIR"}

@@ -7,6 +7,7 @@ and with the embedded default (jobs in a thread of the server, no auth, a legacy
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,12 @@ import numpy as np
 import pytest
 import requests
 
-from tests.e2e.backend_process import BackendProcesses
-from tests.e2e.images import import_images, write_mnist_pngs
-from tests.e2e.label_studio import LabelStudioServer
-from tests.e2e.project import DIGITS, Project, backend_status, choices_config, wait_for, wait_until_idle
+from devtools.backend_process import BackendProcesses
+from devtools.images import import_images, write_mnist_pngs
+from devtools.label_studio import LabelStudioServer
+from devtools.project import DIGITS, Project, backend_status, choices_config, wait_for, wait_until_idle
+
+logger = logging.getLogger(__name__)
 
 N_TASKS = 300
 BATCH = 10
@@ -39,7 +42,9 @@ def mode(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def backend(mode: str, label_studio: LabelStudioServer, tmp_path: Path) -> Iterator[BackendProcesses]:
+def backend(
+    mode: str, label_studio: LabelStudioServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[BackendProcesses]:
     env = {
         "LABEL_STUDIO_URL": label_studio.url,
         "LABEL_STUDIO_API_KEY": label_studio.api_key,
@@ -50,13 +55,12 @@ def backend(mode: str, label_studio: LabelStudioServer, tmp_path: Path) -> Itera
     if mode == "rq":
         # This run also authenticates with a Personal Access Token, the default in Label Studio 1.23.
         env |= {
-            "REDIS_URL": "redis://127.0.0.1:6379/14",
+            "REDIS_URL": request.getfixturevalue("empty_redis_url"),  # asked for here: the embedded run needs no Redis
             "BASIC_AUTH_USER": AUTH[0],
             "BASIC_AUTH_PASS": AUTH[1],
             "LABEL_STUDIO_API_KEY": label_studio.personal_access_token(),
             "ALFAMIX_AUDIT_FRACTION": str(AUDIT_FRACTION),
         }
-        _flush_redis_db(14)
     with BackendProcesses(tmp_path, env, workers=1 if mode == "rq" else 0) as processes:
         yield processes
 
@@ -97,9 +101,13 @@ def test_labeling_through_next_follows_the_alfamix_queue(
             labeled[task["id"]] = truth[task["id"]]
         status = wait_until_idle(backend.url, project.project_id, auth)
         accuracy = _check_round(project, backend, status, labeled, truth, auth)
-        print(
-            f"{mode}: batch {batch + 1}: {len(labeled)} labels, accuracy on unlabeled tasks {accuracy:.3f}, "
-            f"{len(status['rounds'])} rounds so far"
+        logger.info(
+            "%s: batch %d: %d labels, accuracy on unlabeled tasks %.3f, %d rounds so far",
+            mode,
+            batch + 1,
+            len(labeled),
+            accuracy,
+            len(status["rounds"]),
         )
 
     # Chance is 0.1 with ten digits.
@@ -224,12 +232,6 @@ def _predict(
         },
     ).json()
     return {t["id"]: int(r["result"][0]["value"]["choices"][0]) for t, r in zip(tasks, answer["results"], strict=True)}
-
-
-def _flush_redis_db(db: int) -> None:
-    import redis
-
-    redis.Redis(host="127.0.0.1", port=6379, db=db).flushdb()
 
 
 def test_status_of_unknown_project_is_empty(backend: BackendProcesses, mode: str) -> None:

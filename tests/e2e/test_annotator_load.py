@@ -7,21 +7,22 @@ measures them.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
-import redis
 
-from tests.e2e.annotators import backend_5xx_lines, create_annotators, database_locked_errors, label_continuously
-from tests.e2e.backend_process import BackendProcesses
-from tests.e2e.images import write_mnist_pngs
-from tests.e2e.label_studio import LabelStudioServer
-from tests.e2e.project import digits_project, wait_until_idle
+from devtools.annotators import backend_5xx_lines, create_annotators, database_locked_errors, label_continuously
+from devtools.backend_process import BackendProcesses
+from devtools.images import write_mnist_pngs
+from devtools.label_studio import LabelStudioServer
+from devtools.project import digits_project, wait_until_idle
+
+logger = logging.getLogger(__name__)
 
 N_TASKS = 200
 N_LABELS = 60
 N_ANNOTATORS = 3
-REDIS_DB = {"sqlite": 8, "postgresql": 7}  # one each, so that the two can run in parallel (pytest-xdist)
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +46,16 @@ def server(database: str, request: pytest.FixtureRequest) -> LabelStudioServer:
 
 
 def test_annotators_label_while_rounds_run_without_server_errors(
-    database: str, server: LabelStudioServer, mnist_files: list[tuple[Path, int]], tmp_path: Path
+    database: str,
+    server: LabelStudioServer,
+    mnist_files: list[tuple[Path, int]],
+    tmp_path: Path,
+    empty_redis_url: str,
 ) -> None:
-    redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB[database]).flushdb()
     env = {
         "LABEL_STUDIO_URL": server.url,
         "LABEL_STUDIO_API_KEY": server.api_key,
-        "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB[database]}",
+        "REDIS_URL": empty_redis_url,
         "ALFAMIX_ENCODER": "resnet18",  # a fast encoder: this test is about load, not accuracy
         "ALFAMIX_ENCODER_WEIGHTS": "none",
         "ALFAMIX_BATCH_SIZE": "10",
@@ -69,7 +73,7 @@ def test_annotators_label_while_rounds_run_without_server_errors(
         backend_errors = backend_5xx_lines(backend.log("backend"))
     summary = result.summary()
     locked = database_locked_errors(server.log_path.read_text(errors="replace"))[locked_before:]
-    print(f"{database}: {summary} ({len(locked)} 'database is locked' errors logged)")
+    logger.info("%s: %s (%d 'database is locked' errors logged)", database, summary, len(locked))
 
     assert result.server_errors == 0, summary["failures"]
     assert result.labels == N_LABELS, summary

@@ -3,11 +3,12 @@
 An annotator logs in, clicks "Label All Tasks" and gets the backend's top-ranked task with the
 model's class pre-selected; submits; a round follows; the next task served is the new queue's
 head. The owner's status page shows the stage, counts and a learning curve. Screenshots are
-kept next to the test's temporary files (the path is printed).
+kept next to the test's temporary files (the path is logged).
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,10 +21,12 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.e2e.backend_process import BackendProcesses
-from tests.e2e.images import write_mnist_pngs
-from tests.e2e.label_studio import LabelStudioServer
-from tests.e2e.project import backend_status, digits_project, wait_for, wait_until_idle
+from devtools.backend_process import BackendProcesses
+from devtools.images import write_mnist_pngs
+from devtools.label_studio import LabelStudioServer
+from devtools.project import backend_status, digits_project, wait_for, wait_until_idle
+
+logger = logging.getLogger(__name__)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -125,7 +128,7 @@ def test_an_annotator_in_the_ui_gets_the_alfamix_queue_and_the_owner_sees_progre
         plot = browser.find_element(By.ID, "learning-curve")
         WebDriverWait(browser, 30).until(lambda d: d.execute_script("return arguments[0].naturalWidth", plot) == 640)
         browser.save_screenshot(str(tmp_path / "status-page.png"))
-    print(f"screenshots in {tmp_path}")
+    logger.info("screenshots in %s", tmp_path)
 
 
 def _new_round(backend: BackendProcesses, project_id: int, before: int) -> dict | None:

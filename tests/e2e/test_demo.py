@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.e2e.label_studio import REPO_ROOT, free_port
+from devtools.label_studio import REPO_ROOT, free_port
 
 
 def run_demo(root: Path, ls_port: int, backend_port: int) -> str:

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import requests
 
-from tests.e2e.backend_process import BackendProcesses
-from tests.e2e.images import import_images, write_mnist_pngs
-from tests.e2e.label_studio import LabelStudioServer
-from tests.e2e.project import DIGITS, Project, choices_config, wait_until_idle
+from devtools.backend_process import BackendProcesses
+from devtools.images import import_images, write_mnist_pngs
+from devtools.label_studio import LabelStudioServer
+from devtools.project import DIGITS, Project, choices_config, wait_until_idle
 
 N_IMAGES = 60
 PARITY = ["even", "odd", "small"]  # multi-label: a digit < 5 is also "small"

@@ -10,8 +10,8 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.e2e.images import import_images, mnist_digits, write_mnist_pngs
-from tests.e2e.label_studio import LabelStudioServer
+from devtools.images import import_images, mnist_digits, write_mnist_pngs
+from devtools.label_studio import LabelStudioServer
 
 pytestmark = pytest.mark.slow
 

@@ -16,9 +16,9 @@ import pytest
 import requests
 
 from bench.label_studio_serving import LivePrediction, next_task
-from tests.e2e.annotators import Annotator, create_annotators
-from tests.e2e.label_studio import LabelStudioServer
-from tests.e2e.project import Project, choice_result, placeholder_project
+from devtools.annotators import Annotator, create_annotators
+from devtools.label_studio import LabelStudioServer
+from devtools.project import Project, choice_result, placeholder_project
 
 LIVE, OLD = "v1", "v0"
 UNCERTAINTY = "Uncertainty sampling"

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from backend.state.ledger import FileHashes, LabelLedger, LedgerCounts
-from backend.labelstudio.ledger_sync import sync_ledger
 from backend.labelstudio.client import LabelStudioClient
-from tests.e2e.label_studio import LabelStudioServer
-from tests.e2e.project import choice_result, placeholder_project
+from backend.labelstudio.ledger_sync import sync_ledger
+from backend.state.ledger import FileHashes, LabelLedger, LedgerCounts
+from devtools.label_studio import LabelStudioServer
+from devtools.project import choice_result, placeholder_project
 
 N_TASKS = 12
 

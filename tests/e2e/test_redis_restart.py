@@ -16,10 +16,10 @@ import pytest
 import redis
 import requests
 
-from tests.e2e.backend_process import BackendProcesses
-from tests.e2e.images import write_mnist_pngs
-from tests.e2e.label_studio import LabelStudioServer, free_port
-from tests.e2e.project import backend_status, digits_project, wait_for, wait_until_idle
+from devtools.backend_process import BackendProcesses
+from devtools.images import write_mnist_pngs
+from devtools.label_studio import LabelStudioServer, free_port
+from devtools.project import backend_status, digits_project, wait_for, wait_until_idle
 from tests.e2e.test_reliability import assert_queue_is_complete
 
 

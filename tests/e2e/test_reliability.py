@@ -3,33 +3,32 @@
 - a worker SIGKILLed while it embeds, while it trains, and while it pushes predictions;
 - Label Studio answering 503 during a round;
 - a storm of 1,000 webhook events in 10 s for one project, another project interleaved.
-Each test checks what must hold afterwards with exact values.
+Each test checks what must hold afterwards with exact values. How fast the storm is answered
+is measured by bench/bench_webhook_storm.py, not asserted here.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import signal
-import statistics
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-import redis
-import requests
 
-from tests.e2e.backend_process import BackendProcesses
-from tests.e2e.images import write_mnist_pngs
-from tests.e2e.label_studio import LabelStudioServer
-from tests.e2e.project import Project, backend_status, digits_project, wait_for, wait_until_idle
-from tests.e2e.proxy import LabelStudioProxy
+from devtools.backend_process import BackendProcesses
+from devtools.images import write_mnist_pngs
+from devtools.label_studio import LabelStudioServer
+from devtools.project import Project, backend_status, digits_project, wait_for, wait_until_idle
+from devtools.proxy import LabelStudioProxy
+from devtools.webhook_storm import send_storm
 
-REDIS_DB = 10
+logger = logging.getLogger(__name__)
+
 LOCK_SECONDS = 4
 # Rounds push predictions for every unlabeled task here, so that assert_queue_is_complete
 # sees a half-pushed version on any task.
@@ -55,16 +54,17 @@ def assert_queue_is_complete(project: Project, status: dict[str, Any]) -> None:
     assert len({p["model_version"] for t in tasks for p in t["predictions"]}) <= 2
 
 
-def wait_for_stage(backend: BackendProcesses, project_id: int, stage: str, timeout: float = 120) -> None:
-    def at_stage() -> bool:
-        return (backend_status(backend.url, project_id)["stage"] or {}).get("name") == stage
-
+def wait_for_stage(backend: BackendProcesses, project_id: int, name: str, timeout: float = 120) -> None:
+    """Polls the project's status until its running job is in stage ``name`` with work left in it
+    (``done < total`` where the stage counts), so that a signal sent next lands inside that stage."""
+    seen = None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if at_stage():
+        seen = backend_status(backend.url, project_id)["stage"]
+        if seen and seen["name"] == name and (seen["total"] is None or seen["done"] < seen["total"]):
             return
         time.sleep(0.02)
-    raise AssertionError(f"project {project_id} never reached stage {stage!r}")
+    raise AssertionError(f"project {project_id} not in stage {name!r} with work left after {timeout} s; last: {seen}")
 
 
 def kill(backend: BackendProcesses, name: str) -> None:
@@ -74,16 +74,15 @@ def kill(backend: BackendProcesses, name: str) -> None:
 
 
 def test_a_worker_killed_mid_round_leaves_a_complete_queue_after_another_worker_catches_up(
-    label_studio: LabelStudioServer, pngs: list[tuple[Path, int]], tmp_path: Path
+    label_studio: LabelStudioServer, pngs: list[tuple[Path, int]], tmp_path: Path, empty_redis_url: str
 ) -> None:
-    redis.Redis(db=REDIS_DB).flushdb()
     project, truth = digits_project(label_studio, "killed workers", pngs)
     with LabelStudioProxy(label_studio.url) as proxy:
         env = {
             "ALFAMIX_QUEUE_HEAD": WHOLE_POOL,
             "LABEL_STUDIO_URL": proxy.url,
             "LABEL_STUDIO_API_KEY": label_studio.api_key,
-            "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+            "REDIS_URL": empty_redis_url,
             "ALFAMIX_LOCK_SECONDS": str(LOCK_SECONDS),
             "ALFAMIX_RECONCILE_SECONDS": "1",
             "ALFAMIX_BATCH_SIZE": "10",
@@ -96,9 +95,12 @@ def test_a_worker_killed_mid_round_leaves_a_complete_queue_after_another_worker_
             # 1. Killed while embedding: a fresh worker b has no cache, so its round embeds for a while.
             kill(backend, "a")
             backend.start_worker("b", {"MODEL_DIR": str(tmp_path / "b")})
+            downloads = ("GET", f"/data/upload/{project.project_id}/")
+            downloaded_before = proxy.received(*downloads)
             project.label_next(truth, 5)
             wait_for_stage(backend, project.project_id, "embedding")
-            time.sleep(1.0)
+            # b fetches the images it embeds through the proxy: once one went through, b is at the images.
+            wait_for(lambda: proxy.received(*downloads) > downloaded_before, timeout=120, what="an image download")
             kill(backend, "b")
             killed_at = time.monotonic()
             backend.start_worker("c", {"MODEL_DIR": str(tmp_path / "a")})
@@ -110,10 +112,13 @@ def test_a_worker_killed_mid_round_leaves_a_complete_queue_after_another_worker_
 
             # 2. Killed while pushing predictions (Label Studio made slow to receive them).
             before = status["live_model_version"]
-            proxy.delays[("POST", f"/api/projects/{project.project_id}/import/predictions")] = 3.0
+            imports = ("POST", f"/api/projects/{project.project_id}/import/predictions")
+            proxy.delays[imports] = 3.0
+            imported_before = proxy.received(*imports)
             project.label_next(truth, 5)
             wait_for_stage(backend, project.project_id, "pushing")
-            time.sleep(1.0)
+            # Killed while its predictions are held up in the proxy, before Label Studio answers.
+            wait_for(lambda: proxy.received(*imports) > imported_before, timeout=120, what="the predictions' import")
             kill(backend, "c")
             assert project.settings()["model_version"] == before  # never a half-pushed version
             proxy.delays.clear()
@@ -134,7 +139,7 @@ def test_a_worker_killed_mid_round_leaves_a_complete_queue_after_another_worker_
             status = wait_for(lambda: _caught_up(backend, project.project_id), timeout=120, what="catch-up")
             assert status["rounds"][-1]["n_labeled_tasks"] == 15 and status["live_model_version"] != before
             assert_queue_is_complete(project, status)
-    print(f"killed while embedding: caught up {recovered:.1f} s after the kill (lock {LOCK_SECONDS} s)")
+    logger.info("killed while embedding: caught up %.1f s after the kill (lock %d s)", recovered, LOCK_SECONDS)
 
 
 def _caught_up(backend: BackendProcesses, project_id: int) -> dict[str, Any] | None:
@@ -173,7 +178,6 @@ def test_label_studio_down_during_a_round_fails_it_cleanly_and_it_is_retried(
     assert status["rounds"][-1]["n_labeled_tasks"] == 8
     assert retries >= 4  # the first call and its 3 retries, at least
     assert_queue_is_complete(project, status)
-    print(f"Label Studio down: {retries} calls refused, then the catch-up round completed")
 
 
 def _last_round(backend: BackendProcesses, project_id: int, status: str) -> dict[str, Any] | None:
@@ -181,17 +185,16 @@ def _last_round(backend: BackendProcesses, project_id: int, status: str) -> dict
     return rounds[-1] if rounds and rounds[-1]["status"] == status else None
 
 
-def test_a_storm_of_webhooks_is_answered_fast_and_coalesced(
-    label_studio: LabelStudioServer, pngs: list[tuple[Path, int]], tmp_path: Path
+def test_a_storm_of_webhooks_is_answered_and_coalesced(
+    label_studio: LabelStudioServer, pngs: list[tuple[Path, int]], tmp_path: Path, empty_redis_url: str
 ) -> None:
-    redis.Redis(db=REDIS_DB).flushdb()
     project, truth = digits_project(label_studio, "storm", pngs[:80])
     other, other_truth = digits_project(label_studio, "storm neighbour", pngs[80:120])
     env = {
         "ALFAMIX_QUEUE_HEAD": WHOLE_POOL,
         "LABEL_STUDIO_URL": label_studio.url,
         "LABEL_STUDIO_API_KEY": label_studio.api_key,
-        "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+        "REDIS_URL": empty_redis_url,
     }
     with BackendProcesses(tmp_path, env, workers=1) as backend:
         for p in (project, other):
@@ -202,37 +205,20 @@ def test_a_storm_of_webhooks_is_answered_fast_and_coalesced(
         wait_until_idle(backend.url, project.project_id)
         rounds_before = len(backend_status(backend.url, project.project_id)["rounds"])
 
-        events, window = 1100, 10.0
-        started = time.perf_counter()
-
-        def send(index: int) -> tuple[float, int]:
-            time.sleep(max(0.0, started + index * window / events - time.perf_counter()))
-            target = other if index % 11 == 10 else project  # 100 of the 1,100 for the other project
-            sent = time.perf_counter()
-            answer = requests.post(
-                f"{backend.url}/webhook",
-                timeout=10,
-                json={
-                    "action": "ANNOTATION_CREATED",
-                    "project": {"id": target.project_id},
-                    "annotation": {"id": index},
-                },
-            )
-            return time.perf_counter() - sent, answer.status_code
-
-        with ThreadPoolExecutor(16) as pool:
-            futures = [pool.submit(send, i) for i in range(events)]
-            project.label_next(truth, 4)  # real submits during the storm
-            results = [f.result() for f in futures]
+        events = 1100  # 100 of them for the other project
+        answers = send_storm(
+            backend.url,
+            [project.project_id] * 10 + [other.project_id],
+            events,
+            window=10.0,
+            threads=16,
+            meanwhile=lambda: project.label_next(truth, 4),  # real submits during the storm
+        )
         status = wait_for(lambda: _caught_up(backend, project.project_id), timeout=180, what="the storm's rounds")
         wait_for(lambda: _caught_up(backend, other.project_id), timeout=180, what="the neighbour's rounds")
 
-    latencies = [seconds for seconds, _ in results]
-    p99 = float(np.percentile(latencies, 99))
-    assert Counter(code for _, code in results) == {200: events}
-    # A bound for a shared, busy machine (the p99 measured alone is in docs/reliability.md); 0.1 s
-    # failed at 187-281 ms while other jobs loaded the two cores, and passed when run alone.
-    assert p99 < 1.0, f"p99 {p99 * 1000:.1f} ms"
+    assert Counter(answer.status_code for answer in answers) == {200: events}
+    assert Counter(answer.project_id for answer in answers) == {project.project_id: 1000, other.project_id: 100}
     storm_rounds = status["rounds"][rounds_before:]
     assert all(r["status"] == "done" for r in storm_rounds)
     assert storm_rounds[-1]["n_labeled_tasks"] == 10  # the last round covers the submits made during the storm
@@ -242,7 +228,3 @@ def test_a_storm_of_webhooks_is_answered_fast_and_coalesced(
     assert all(b[0] >= a[1] for a, b in itertools.pairwise(spans))
     shortest = min(end - start for start, end in spans)
     assert len(storm_rounds) <= (spans[-1][1] - spans[0][0]) / shortest + 2
-    print(
-        f"storm: {events} events, p50 {statistics.median(latencies) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
-        f"{len(storm_rounds)} rounds for the project"
-    )

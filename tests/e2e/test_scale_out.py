@@ -10,27 +10,23 @@ import itertools
 import socket
 from pathlib import Path
 
-import redis
+from devtools.backend_process import BackendProcesses
+from devtools.images import write_mnist_pngs
+from devtools.label_studio import LabelStudioServer
+from devtools.project import digits_project, wait_until_idle
 
-from tests.e2e.backend_process import BackendProcesses
-from tests.e2e.images import write_mnist_pngs
-from tests.e2e.label_studio import LabelStudioServer
-from tests.e2e.project import digits_project, wait_until_idle
-
-REDIS_DB = 12
 N_TASKS = 80
 
 
 def test_two_workers_with_separate_model_dirs_share_one_project(
-    label_studio: LabelStudioServer, tmp_path: Path
+    label_studio: LabelStudioServer, tmp_path: Path, redis_url: str
 ) -> None:
-    redis.Redis(db=REDIS_DB).flushdb()
     files = write_mnist_pngs(tmp_path / "png", N_TASKS, random_state=2)
     project, truth = digits_project(label_studio, "scale-out", files)
     env = {
         "LABEL_STUDIO_URL": label_studio.url,
         "LABEL_STUDIO_API_KEY": label_studio.api_key,
-        "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+        "REDIS_URL": redis_url,
         "ALFAMIX_BATCH_SIZE": "5",
     }
     host = socket.gethostname()
@@ -73,4 +69,3 @@ def test_two_workers_with_separate_model_dirs_share_one_project(
     # Never two rounds of the project at once.
     spans = sorted((r["started_at"], r["finished_at"]) for r in rounds)
     assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans)), spans
-    print(f"{len(rounds)} rounds, workers: {sorted({r['worker'] for r in rounds})}")

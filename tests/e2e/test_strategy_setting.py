@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.e2e.backend_process import BackendProcesses
-from tests.e2e.images import write_mnist_pngs
-from tests.e2e.label_studio import LabelStudioServer
-from tests.e2e.project import digits_project, wait_until_idle
+from devtools.backend_process import BackendProcesses
+from devtools.images import write_mnist_pngs
+from devtools.label_studio import LabelStudioServer
+from devtools.project import digits_project, wait_until_idle
 
 N_TASKS = 30
 N_LABELS = 4
