@@ -9,13 +9,14 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, urljoin, urlsplit
+from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit, urlunsplit
 
 import httpx
 from PIL import Image
 
 from backend.errors import MediaError
-from backend.labelstudio.url_guard import BlockedURLError, URLGuard
+from backend.labelstudio.url_guard import BlockedURLError, IPAddress, URLGuard
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +69,9 @@ class MediaFetcher:
         where = _redact(shown or url)
         try:
             for _ in range(MAX_REDIRECTS + 1):
-                self._check_host(task_id, url, where)
-                with self.client.stream("GET", url, headers=headers, follow_redirects=False) as response:
+                pinned = self._check_host(task_id, url, where)
+                request = self._request(url, headers, pinned)
+                with self.client.stream(**request) as response:
                     if response.is_redirect:
                         target = urljoin(url, response.headers.get("location", ""))
                         if _origin(target) != _origin(url):
@@ -81,14 +83,31 @@ class MediaFetcher:
             raise MediaError(f"task {task_id}: GET {where} failed: {type(error).__name__}") from None
         raise MediaError(f"task {task_id}: GET {where} redirected more than {MAX_REDIRECTS} times")
 
-    def _check_host(self, task_id: int, url: str, where: str) -> None:
-        """Every hop, redirects included: a public host may redirect into the internal network."""
+    def _check_host(self, task_id: int, url: str, where: str) -> IPAddress | None:
+        """Every hop, redirects included: a public host may redirect into the internal network.
+        Returns the address checked, to connect to; None where no address is pinned."""
         if self.guard is None:
-            return
+            return None
         try:
-            self.guard.check(url)
+            return self.guard.check(url)
         except BlockedURLError as error:
             raise MediaError(f"task {task_id}: {where} refused: {error}") from None
+
+    @staticmethod
+    def _request(url: str, headers: dict[str, str], pinned: IPAddress | None) -> dict[str, Any]:
+        """GET ``url``, connecting to ``pinned`` when given: the host name still goes in the Host
+        header and, for HTTPS, in SNI, where the certificate is checked against it."""
+        request: dict[str, Any] = {"method": "GET", "url": url, "headers": headers, "follow_redirects": False}
+        if pinned is None:
+            return request
+        parts = urlsplit(url)
+        address = f"[{pinned}]" if pinned.version == 6 else str(pinned)
+        netloc = f"{address}:{parts.port}" if parts.port else address
+        request["url"] = urlunsplit(parts._replace(netloc=netloc))
+        request["headers"] = {**headers, "Host": parts.netloc.rsplit("@", 1)[-1]}
+        if parts.scheme == "https":
+            request["extensions"] = {"sni_hostname": parts.hostname}
+        return request
 
     def _read_body(self, task_id: int, response: httpx.Response, where: str) -> bytes:
         if response.status_code != 200:

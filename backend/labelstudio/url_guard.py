@@ -1,9 +1,14 @@
 """Refuse media URLs that point into the backend's own network (server-side request forgery).
 
 Task data is user-controlled, so a task's image URL could name a loopback, private,
-link-local (cloud metadata at 169.254.169.254) or otherwise internal address. Like Label
-Studio's own protection, such hosts are refused, except the configured Label Studio host
-and hosts or networks the owner allows (ALFAMIX_ALLOWED_MEDIA_HOSTS).
+link-local (cloud metadata at 169.254.169.254), shared (100.64.0.0/10, where some clouds
+serve metadata) or otherwise internal address. Every address that is not globally routable
+is refused, except the configured Label Studio host and hosts or networks the owner allows
+(ALFAMIX_ALLOWED_MEDIA_HOSTS).
+
+``check`` returns the address it checked, and the fetcher connects to that address: a host
+name that resolves to a public address for the check and to an internal one for the
+connection (DNS rebinding) never gets a second resolution.
 """
 
 from __future__ import annotations
@@ -39,16 +44,19 @@ class URLGuard:
                 hosts.add(entry.lower())
         return cls(frozenset(hosts), tuple(networks))
 
-    def check(self, url: str) -> None:
-        """Raise BlockedURLError unless every address the URL's host resolves to is public or allowed."""
+    def check(self, url: str) -> IPAddress | None:
+        """The address to connect to, once every address the URL's host resolves to is public or
+        allowed; None for a host allowed by name (it is trusted as named). Raises BlockedURLError."""
         host = (urlsplit(url).hostname or "").lower()
         if not host:
             raise BlockedURLError(f"{url[:60]!r} has no host")
         if host in self.allowed_hosts:
-            return
-        for address in _resolve(host):
+            return None
+        addresses = _resolve(host)
+        for address in addresses:
             if _is_internal(address) and not any(address in network for network in self.allowed_networks):
                 raise BlockedURLError(f"host {host!r} resolves to the internal address {address}")
+        return addresses[0]
 
 
 def _resolve(host: str) -> list[IPAddress]:
@@ -66,11 +74,6 @@ def _resolve(host: str) -> list[IPAddress]:
 def _is_internal(address: IPAddress) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
-    return (
-        address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
-    )
+    # is_global is False for private, loopback, link-local, shared (100.64.0.0/10), reserved,
+    # documentation and benchmarking networks; multicast is refused besides.
+    return not address.is_global or address.is_multicast

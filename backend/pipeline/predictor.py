@@ -76,7 +76,21 @@ class Predictor:
                 model_version,
             )
             return Predictions([empty_prediction(model_version) for _ in tasks], 0)
-        cached = store.embeddings(encoder_key(self.settings)).load()
+        space = encoder_key(self.settings)
+        cached = store.embeddings(space).load()
+        if version.meta.get("encoder_key", space) != space or (
+            len(cached.z) and cached.z.shape[1] != version.meta["embedding_dim"]
+        ):
+            # ALFAMIX_ENCODER changed since the live version: its head reads another embedding space.
+            logger.warning(
+                "project %s: %s was trained on %s embeddings, the backend now uses %s; "
+                "predictions wait for the next round",
+                project_id,
+                model_version,
+                version.meta.get("encoder_key", version.meta.get("encoder")),
+                space,
+            )
+            return Predictions([empty_prediction(model_version) for _ in tasks], 0)
         rows = cached.rows_of(np.array([int(task["id"]) for task in tasks], dtype=np.int64))  # (T,)
         found = rows >= 0  # (T,)
         if not found.any():

@@ -285,6 +285,7 @@ def _save_version(
             "labels": list(spec.labels),
             "label_fingerprint": spec.fingerprint,
             "encoder": settings.encoder,
+            "encoder_key": encoder_key(settings),  # the embedding space the head was trained in
             "strategy": settings.strategy,
             # What the next round carries: the batch at the head of this version's queue.
             "batch": {

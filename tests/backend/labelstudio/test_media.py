@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
+import ipaddress
 import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -331,6 +333,10 @@ def test_a_redirect_from_an_allowed_host_into_the_internal_network_is_refused(
         ("http://[::1]/a.png", True),
         ("http://[::ffff:127.0.0.1]/a.png", True),  # loopback written as IPv4-mapped IPv6
         ("http://0.0.0.0/a.png", True),
+        ("http://100.100.100.200/latest/meta-data/", True),  # shared address space (a cloud's metadata)
+        ("http://198.18.0.1/a.png", True),  # benchmarking network: not globally routable
+        ("http://[fd00::1]/a.png", True),  # IPv6 unique local
+        ("http://224.0.0.1/a.png", True),  # multicast
         ("http://93.184.216.34/a.png", False),  # a public address
         ("http://10.9.9.9/a.png", False),  # inside the allowed network below
         ("http://no-such-host.invalid/a.png", True),
@@ -343,3 +349,33 @@ def test_url_guard_classifies_addresses(url: str, refused: bool) -> None:
             guard.check(url)
     else:
         guard.check(url)
+
+
+def test_the_connection_goes_to_the_address_that_was_checked(
+    fetcher: MediaFetcher, label_studio: RecordingServer, other: RecordingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: the name resolves to an allowed address for the check, to another one after."""
+    other.routes["/img.png"] = (200, {}, PNG, True)
+    port = other.origin.rsplit(":", 1)[1]
+    answers = iter(["127.0.0.1", "127.0.0.2", "127.0.0.2"])
+    resolved: list[str] = []
+    real_getaddrinfo = socket.getaddrinfo
+
+    def rebinding_dns(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "images.example":
+            return real_getaddrinfo(host, *args, **kwargs)
+        resolved.append(address := next(answers))
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, 0))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding_dns)
+
+    assert guarded(fetcher, label_studio, ["127.0.0.1/32"]).fetch(1, f"http://images.example:{port}/img.png") == PNG
+    assert resolved == ["127.0.0.1"]  # the name was resolved once, for the check
+    assert [(path, headers["host"]) for path, headers in other.requests] == [("/img.png", f"images.example:{port}")]
+
+
+def test_an_https_request_to_a_pinned_address_keeps_the_name_for_sni() -> None:
+    request = MediaFetcher._request("https://user@images.example/a.png?x=1", {}, ipaddress.ip_address("2001:db8::7"))
+    assert request["url"] == "https://[2001:db8::7]/a.png?x=1"
+    assert request["headers"] == {"Host": "images.example"}
+    assert request["extensions"] == {"sni_hostname": "images.example"}
