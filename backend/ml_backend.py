@@ -19,6 +19,7 @@ from backend.errors import LabelConfigError
 from backend.jobs.dispatch import Dispatcher, QueueUnavailableError, build_dispatcher
 from backend.jobs.reconciler import Reconciler
 from backend.jobs.registry import JobKind
+from backend.jobs.workers import live_workers
 from backend.labelstudio.label_config import ClassificationSpec, parse_label_config
 from backend.labelstudio.predictions import UNTRAINED_VERSION, empty_prediction
 from backend.labelstudio.projects import project_id_of
@@ -157,6 +158,16 @@ class ALFAMixBackend:
             return self._live.get(project_id)
         self._live[project_id] = version
         return version
+
+    def workers(self) -> list[dict[str, str]] | None:
+        """The RQ workers alive and their devices; None in the embedded mode or while Redis is down."""
+        if self.connection is None:
+            return None
+        try:
+            return live_workers(self.connection)
+        except RedisError as error:
+            logger.warning("workers unknown: Redis unreachable (%s)", type(error).__name__)
+            return None
 
     def store(self, project_id: int) -> ProjectStore:
         return open_project_store(self.settings.model_dir, project_id, self.connection)

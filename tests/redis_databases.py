@@ -20,6 +20,7 @@ DATABASE_OF_MODULE: dict[str, int] = {
     "tests.backend.jobs.test_coordination": 2,
     "tests.backend.state.test_redis_state": 3,
     "tests.backend.state.test_ledger": 4,
+    "tests.backend.jobs.test_workers": 15,
     "tests.e2e.test_annotator_load": 8,
     "tests.e2e.test_reliability": 10,
     "tests.deploy.test_compose_commands": 11,

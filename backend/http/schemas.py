@@ -55,6 +55,8 @@ class HealthResponse(BaseModel):
     model_class: str
     jobs: str  # "rq" or "embedded"
     label_studio: str  # "configured" or "missing"
+    # RQ workers alive and the device each embeds on: [{"name", "device"}]; None without Redis, or when it is down
+    workers: list[dict[str, str]] | None
 
 
 class VersionsRequest(BaseModel):

@@ -136,6 +136,13 @@ class LabelStudioClient:
             raise LabelStudioError(f"{method} {self.url}/{path} failed: {type(error).__name__}: {error}") from None
         if missing_ok and response.status_code == 404:
             return None
+        if response.status_code == 401:
+            raise LabelStudioError(
+                f"{method} {self.url}/{path} answered HTTP 401: Label Studio refused LABEL_STUDIO_API_KEY. "
+                "Paste a current token from Label Studio's Account & Settings; the compose Label Studio takes "
+                "LABEL_STUDIO_API_KEY as its admin token only on its first start, so changing it in .env later "
+                "does not change the token Label Studio accepts"
+            )
         if response.status_code >= 400:
             raise LabelStudioError(
                 f"{method} {self.url}/{path} answered HTTP {response.status_code}: {response.text[:300]}"

@@ -63,6 +63,14 @@ def encoder_key(settings: Settings) -> str:
     return f"{settings.encoder}-{settings.encoder_weights or 'random'}"
 
 
+def describe_device(device: torch.device) -> str:
+    """ "cuda:0 (NVIDIA H200)" or "cpu": what logs, /health and round records show."""
+    if device.type != "cuda":
+        return device.type
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+
+
 def load_encoder(settings: Settings) -> EncoderRuntime:
     """The process's encoder, built once (a worker keeps it between rounds)."""
     key = (settings.encoder, settings.encoder_weights, settings.device)

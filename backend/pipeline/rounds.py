@@ -19,7 +19,7 @@ from backend.labelstudio.label_config import ClassificationSpec, parse_label_con
 from backend.labelstudio.ledger_sync import SyncReport, sync_ledger
 from backend.labelstudio.predictions import bulk_predictions
 from backend.pipeline.context import Context
-from backend.pipeline.embedder import embed_missing, encoder_key, load_encoder, missing_tasks, spread
+from backend.pipeline.embedder import describe_device, embed_missing, encoder_key, load_encoder, missing_tasks, spread
 from backend.pipeline.heads import save_head
 from backend.settings import Settings
 from backend.state.embeddings import CachedEmbeddings
@@ -104,6 +104,7 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
             n_embedded=report.embedded,
             skipped_tasks=skipped,
             worker=WORKER,
+            device=describe_device(runtime.device),
             **clock.laps,
         )
         store.append_round(record)
@@ -155,6 +156,7 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
         started_at=started_at,
         finished_at=time.time(),
         worker=WORKER,
+        device=describe_device(runtime.device),
         n_tasks=len(snapshot.tasks),
         n_labeled_tasks=len(data.labeled_task_ids),
         n_unlabeled_tasks=len(data.unlabeled_task_ids),

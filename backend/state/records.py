@@ -35,6 +35,7 @@ class RoundRecord:
     model_version: str | None = None  # None: the round failed, or found nothing to rank
     error: str | None = None  # why a failed round failed
     worker: str | None = None  # host:pid of the process that ran it
+    device: str | None = None  # where it embedded: "cuda:0 (NVIDIA H200)" or "cpu"
     strategy: str | None = None  # ALFAMIX_STRATEGY the queue was ordered with
     n_tasks: int = 0
     n_labeled_tasks: int = 0

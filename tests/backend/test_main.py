@@ -16,6 +16,12 @@ import pytest
         ("backend", {"BASIC_AUTH_USER": "me"}, "BASIC_AUTH_USER and BASIC_AUTH_PASS must be set together"),
         ("backend", {"ALFAMIX_ENCODER": "alexnet"}, "ALFAMIX_ENCODER='alexnet' must be one of efficientnet_lite0"),
         ("backend.jobs.worker", {}, "alfamix-worker: invalid settings: REDIS_URL is not set"),
+        # This machine has no GPU: a worker told to use one refuses to start rather than run on the CPU.
+        (
+            "backend.jobs.worker",
+            {"REDIS_URL": "redis://127.0.0.1:6379/15", "ALFAMIX_DEVICE": "cuda"},
+            "alfamix-worker: ALFAMIX_DEVICE=cuda, but torch sees no CUDA device",
+        ),
     ],
 )
 def test_invalid_settings_stop_the_start_with_a_message_naming_the_variable(

@@ -20,13 +20,35 @@ ROOT = Path(__file__).resolve().parents[2]
 INTERPOLATION = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")
 # Loads Label Studio's settings module as `label-studio start` does (label_studio/server.py) and
 # prints the database Django would connect to; importing the settings connects to nothing.
-_PRINT_DATABASE = """
+_IMPORT_LABEL_STUDIO = """
 import json, os, sys
 import label_studio
 sys.path.insert(0, os.path.dirname(label_studio.__file__))
+"""
+_PRINT_DATABASE = (
+    _IMPORT_LABEL_STUDIO
+    + """
 from django.conf import settings
 print(json.dumps(settings.DATABASES["default"]))
 """
+)
+# validate_ip is what Label Studio runs before it calls an ML backend, a webhook or an import URL.
+_PRINT_REFUSED = (
+    _IMPORT_LABEL_STUDIO
+    + """
+import django
+django.setup()
+from core.utils.io import validate_ip
+refused = {}
+for address in sys.argv[1:]:
+    try:
+        validate_ip(address)
+        refused[address] = False
+    except Exception:
+        refused[address] = True
+print(json.dumps(refused))
+"""
+)
 
 
 def dockerfile_instructions(path: Path = ROOT / "Dockerfile") -> list[tuple[str, str]]:
@@ -104,6 +126,16 @@ def label_studio_database(environment: dict[str, str], scratch: Path) -> dict[st
 
     ``scratch`` takes the folders its settings create on import.
     """
+    return dict(json.loads(_run_in_label_studio(_PRINT_DATABASE, [], environment, scratch)))
+
+
+def label_studio_refuses(environment: dict[str, str], addresses: list[str], scratch: Path) -> dict[str, bool]:
+    """Whether the pinned Label Studio, started with ``environment``, refuses to call each address."""
+    return dict(json.loads(_run_in_label_studio(_PRINT_REFUSED, addresses, environment, scratch)))
+
+
+def _run_in_label_studio(script: str, arguments: list[str], environment: dict[str, str], scratch: Path) -> str:
+    """The last line a script prints when run by the Label Studio virtualenv's Python."""
     python = ensure_venv().parent / "python"
     env = {
         "PATH": "/usr/bin:/bin",
@@ -116,7 +148,7 @@ def label_studio_database(environment: dict[str, str], scratch: Path) -> dict[st
         **environment,
     }
     completed = subprocess.run(
-        [str(python), "-c", _PRINT_DATABASE], env=env, cwd=scratch, capture_output=True, text=True, timeout=120
+        [str(python), "-c", script, *arguments], env=env, cwd=scratch, capture_output=True, text=True, timeout=120
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    return dict(json.loads(completed.stdout.strip().splitlines()[-1]))
+    return completed.stdout.strip().splitlines()[-1]

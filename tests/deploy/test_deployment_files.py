@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import itertools
 import re
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from tests.deploy.files import (
     exec_form,
     interpolated_names,
     label_studio_database,
+    label_studio_refuses,
     resolve,
 )
 
@@ -151,7 +153,8 @@ def test_backend_environment_uses_only_names_the_settings_read(service: str) -> 
     names = set(environment(service))
     assert names <= settings_names(), names - settings_names()
     assert names >= REQUIRED_BACKEND_ENV
-    assert environment(service)["LABEL_STUDIO_URL"] == "http://label-studio:8080"
+    assert environment(service)["LABEL_STUDIO_URL"] == "${LABEL_STUDIO_URL:-http://label-studio:8080}"
+    assert services()[service]["extra_hosts"] == ["host.docker.internal:host-gateway"]
 
 
 @pytest.mark.parametrize("service", BACKEND_SERVICES)
@@ -161,16 +164,37 @@ def test_model_dir_and_weights_cache_are_mounted_where_the_image_expects_them(se
     assert targets == {dockerfile_env()["MODEL_DIR"], dockerfile_env()["TORCH_HOME"]}
 
 
-def test_the_api_port_is_published_and_the_worker_reserves_a_gpu() -> None:
-    assert services()["backend"]["ports"] == [f"{Settings().port}:{Settings().port}"]
+def test_ports_are_published_on_this_machine_only_unless_the_owner_says_otherwise() -> None:
+    assert services()["backend"]["ports"] == [f"${{BACKEND_BIND:-127.0.0.1}}:{Settings().port}:{Settings().port}"]
+    assert services()["label-studio"]["ports"] == ["${LABEL_STUDIO_BIND:-127.0.0.1}:8080:8080"]
+    assert (env_example()["BACKEND_BIND"], env_example()["LABEL_STUDIO_BIND"]) == ("127.0.0.1", "127.0.0.1")
+
+
+def test_the_worker_reserves_a_gpu() -> None:
     (device,) = services()["worker"]["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
     assert "deploy" not in services()["backend"]
 
 
-def test_label_studio_is_allowed_to_call_a_backend_on_the_compose_network() -> None:
+def test_label_studio_may_call_the_backend_and_no_other_internal_address(tmp_path: Path) -> None:
     env = environment("label-studio")
-    assert env["ML_BLOCK_LOCAL_IP"] == "false" and env["SSRF_PROTECTION_ENABLED"] == "false"
+    assert "ML_BLOCK_LOCAL_IP" not in env and env["SSRF_PROTECTION_ENABLED"] == "true"
+    backend = services()["backend"]["networks"]["default"]["ipv4_address"]
+    (network,) = compose()["networks"]["default"]["ipam"]["config"]
+    assert ipaddress.ip_address(backend) in ipaddress.ip_network(network["subnet"])
+    others = [
+        "172.30.90.2",  # Redis or PostgreSQL on the compose network
+        "172.30.90.1",  # the host, as seen from the network
+        "127.0.0.1",
+        "169.254.169.254",  # cloud metadata
+        "100.100.100.200",  # cloud metadata in the shared address space
+        "10.0.0.5",
+        "192.168.1.1",
+        "::1",
+        "fd00::1",
+    ]
+    refused = label_studio_refuses(env, [backend, "93.184.216.34", *others], tmp_path)
+    assert refused == {backend: False, "93.184.216.34": False, **dict.fromkeys(others, True)}
     # The admin's token is the backend's API key.
     token = interpolated_names(env["LABEL_STUDIO_USER_TOKEN"])
     assert token == interpolated_names(environment("backend")["LABEL_STUDIO_API_KEY"]) == {"LABEL_STUDIO_API_KEY"}
@@ -180,7 +204,9 @@ def test_label_studio_is_allowed_to_call_a_backend_on_the_compose_network() -> N
 def test_dependencies_wait_for_health_and_redis_persists() -> None:
     for name, service in services().items():
         for dependency, condition in (service.get("depends_on") or {}).items():
-            assert condition == {"condition": "service_healthy"}, (name, dependency)
+            assert condition["condition"] == "service_healthy", (name, dependency)
+            # With your own Label Studio the label-studio profile is off, and the backend starts without it.
+            assert condition.get("required", True) is (dependency != "label-studio"), (name, dependency)
             assert "healthcheck" in services()[dependency], dependency
     redis = services()["redis"]
     assert redis["command"][1:3] == ["--appendonly", "yes"]
@@ -245,7 +271,8 @@ def env_example_lines() -> Iterator[tuple[str, str]]:
 
 
 def test_env_example_lists_every_variable_the_compose_file_reads_each_with_a_comment() -> None:
-    assert set(env_example()) == interpolated_names((ROOT / "docker-compose.yml").read_text())
+    compose_reads = interpolated_names((ROOT / "docker-compose.yml").read_text()) | {"COMPOSE_PROFILES"}
+    assert set(env_example()) == compose_reads
     for previous, line in env_example_lines():
         assert previous.startswith("#"), f".env.example: {line!r} has no comment above it"
 
@@ -255,3 +282,14 @@ def test_readme_documents_every_setting_and_the_compose_model_url() -> None:
     missing = [name for name in settings_names() if f"`{name}`" not in readme]
     assert not missing, f"README.md does not document {missing}"
     assert "http://backend:9090" in readme
+
+
+def test_label_studio_and_its_database_are_a_profile_on_by_default() -> None:
+    assert services()["label-studio"]["profiles"] == services()["postgres"]["profiles"] == ["label-studio"]
+    assert all("profiles" not in services()[name] for name in ("redis", "backend", "worker"))
+    assert env_example()["COMPOSE_PROFILES"] == "label-studio"
+
+
+@pytest.mark.parametrize("service", BACKEND_SERVICES)
+def test_the_backend_image_is_rebuilt_on_every_up_so_an_upgrade_runs_the_new_code(service: str) -> None:
+    assert services()[service]["build"] == "." and services()[service]["pull_policy"] == "build"

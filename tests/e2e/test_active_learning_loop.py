@@ -19,7 +19,15 @@ import requests
 from devtools.backend_process import BackendProcesses
 from devtools.images import import_images, write_mnist_pngs
 from devtools.label_studio import LabelStudioServer
-from devtools.project import DIGITS, Project, backend_status, choices_config, wait_for, wait_until_idle
+from devtools.project import (
+    DIGITS,
+    Project,
+    backend_status,
+    choices_config,
+    wait_for,
+    wait_for_labels,
+    wait_until_idle,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +107,7 @@ def test_labeling_through_next_follows_the_alfamix_queue(
             assert task["id"] not in labeled
             project.submit(task["id"], [str(truth[task["id"]])])
             labeled[task["id"]] = truth[task["id"]]
-        status = wait_until_idle(backend.url, project.project_id, auth)
+        status = wait_for_labels(backend.url, project.project_id, len(labeled), auth)
         accuracy = _check_round(project, backend, status, labeled, truth, auth)
         logger.info(
             "%s: batch %d: %d labels, accuracy on unlabeled tasks %.3f, %d rounds so far",

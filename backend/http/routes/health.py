@@ -14,12 +14,14 @@ router = APIRouter()
 
 @router.get("/health", response_model=HealthResponse)
 def health(backend: BackendDep) -> HealthResponse:
-    """Liveness; answers without touching Label Studio, models or Redis."""
+    """Liveness, and the workers' devices; answers without touching Label Studio or models, and
+    without Redis when it is down."""
     return HealthResponse(
         status="UP",
         model_class=ALFAMixBackend.__name__,
         jobs="rq" if backend.settings.redis_url else "embedded",
         label_studio="configured" if backend.settings.label_studio_configured else "missing",
+        workers=backend.workers(),
     )
 
 

@@ -186,6 +186,7 @@ def test_health_says_how_jobs_run_and_reveals_no_secret(tmp_path: Path) -> None:
         "model_class": "ALFAMixBackend",
         "jobs": "embedded",
         "label_studio": "configured",
+        "workers": None,
     }
     metrics = client.get("/metrics", auth=AUTH).text
     assert "secret-key-123" not in answer.text + metrics and AUTH[1] not in answer.text + metrics

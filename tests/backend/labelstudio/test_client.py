@@ -37,6 +37,8 @@ class FakeLabelStudio(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(length)) if length else None
         type(self).calls.append((self.command, url.path, self.headers.get("Authorization")))
         type(self).queries.append(query)
+        if self.headers.get("Authorization") == "Token rotated-token":
+            return self._send(401, {"detail": "Invalid token."})
         if url.path == "/api/projects/7" and type(self).failures_left > 0:
             type(self).failures_left -= 1
             return self._send(503, {"detail": "busy"})
@@ -132,3 +134,13 @@ def test_unreachable_label_studio_is_a_label_studio_error() -> None:
     client = LabelStudioClient("http://127.0.0.1:9", "token-xyz", timeout=1, max_retries=0)
     with pytest.raises(LabelStudioError, match=r"GET http://127.0.0.1:9/api/projects/1 failed: ConnectError"):
         client.get_project(1)
+
+
+def test_a_refused_token_says_which_setting_to_fix_and_why_it_may_have_changed(client: LabelStudioClient) -> None:
+    rotated = LabelStudioClient(client.url, "rotated-token", timeout=5, max_retries=3)
+    with pytest.raises(LabelStudioError) as error:
+        rotated.get_project(7)
+    message = str(error.value)
+    assert "/api/projects/7 answered HTTP 401: Label Studio refused LABEL_STUDIO_API_KEY" in message
+    assert "only on its first start" in message and "rotated-token" not in message
+    assert [c[1] for c in FakeLabelStudio.calls] == ["/api/projects/7"]  # a 401 is not retried

@@ -143,7 +143,7 @@ def test_round_pushes_the_queue_front_then_switches_then_prunes_old_predictions(
     assert [arg for kind, arg in fake.calls if kind == "delete"] == [901, 902, 903, 904, 905]
     assert fake.versions() == {"someone-elses-model", record["model_version"]}
     assert FileProjectStore(context.settings.model_dir, 5).live()["model_version"] == record["model_version"]
-    assert record["n_labeled_tasks"] == 4 and record["n_predictions"] == 6
+    assert record["n_labeled_tasks"] == 4 and record["n_predictions"] == 6 and record["device"] == "cpu"
     assert (pruned["n_deleted"], pruned["n_left"], pruned["more"]) == (5, 0, False)
     assert record["n_embedded"] == 0 and record["n_unembedded"] == 0
 
