@@ -14,9 +14,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first: this layer is rebuilt only when requirements.txt changes.
-COPY requirements.txt .
-RUN pip install -r requirements.txt
+# Dependencies first: this layer is rebuilt only when requirements.txt or constraints.txt
+# changes. constraints.txt pins every package, so an image built later gets the same versions.
+COPY requirements.txt constraints.txt ./
+RUN pip install -r requirements.txt -c constraints.txt
 
 # Code last, package by package (model/ changes less often than backend/).
 COPY model/ model/

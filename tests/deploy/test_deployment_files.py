@@ -105,10 +105,11 @@ def test_dependencies_install_before_the_code_is_copied() -> None:
     instructions = dockerfile_instructions()
     install = next(i for i, (k, a) in enumerate(instructions) if k == "RUN" and "requirements.txt" in a)
     copies = [(i, a) for i, (k, a) in enumerate(instructions) if k == "COPY"]
-    assert copies[0][1] == "requirements.txt ." and copies[0][0] < install
+    assert copies[0][1] == "requirements.txt constraints.txt ./" and copies[0][0] < install
+    assert instructions[install][1] == "pip install -r requirements.txt -c constraints.txt"
     assert all(i > install for i, _ in copies[1:])
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
-    assert {f"!{a.split()[0]}" for _, a in copies} <= set(ignored)
+    assert {f"!{path}" for _, a in copies for path in a.split()[:-1]} <= set(ignored)
 
 
 def test_default_command_is_the_api_and_the_healthcheck_hits_its_health_endpoint() -> None:

@@ -1,4 +1,5 @@
-"""A real RQ worker says which device it runs on; /health lists the live workers and their devices."""
+"""Real RQ workers: each says which device it runs on (/health lists them), and jobs queued under the
+names of versions before 0.2 still run."""
 
 from __future__ import annotations
 
@@ -10,10 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import pytest
 from fastapi.testclient import TestClient
 from redis import Redis
+from rq import Queue, SimpleWorker
 
 from backend.http.app import create_app
+from backend.jobs import runner
+from backend.jobs.dispatch import RQ_QUEUE
 from backend.ml_backend import ALFAMixBackend
 from backend.settings import Settings
 
@@ -47,3 +52,20 @@ def test_health_lists_a_running_worker_with_its_device_until_it_stops(redis_url:
     assert "embeds on the CPU (ALFAMIX_DEVICE=cuda refuses instead)" in log
     assert "takes jobs from queue 'alfamix' on cpu" in log
     assert client.get("/health").json()["workers"] == []
+
+
+def test_a_job_queued_under_its_name_before_0_2_runs_in_todays_worker(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {"LABEL_STUDIO_URL": "http://ls:8080", "LABEL_STUDIO_API_KEY": "k" * 40}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MODEL_DIR", str(tmp_path))
+    monkeypatch.delenv("BASIC_AUTH_USER", raising=False)
+    monkeypatch.setattr(runner, "_worker_context", None)
+    connection = Redis.from_url(redis_url)
+    job = Queue(RQ_QUEUE, connection=connection).enqueue("backend.jobs.rq_secure_webhooks", 7)
+
+    SimpleWorker([RQ_QUEUE], connection=connection).work(burst=True)
+
+    assert job.get_status(refresh=True) == "finished"
+    assert job.return_value() == {"status": "skipped", "reason": "basic auth is off"}
