@@ -2,8 +2,8 @@
 
     settings, errors  <-  state  <-  labelstudio  <-  pipeline (+ model/, torch)  <-  jobs  <-  ml_backend  <-  http
 
-The web process (http/) never imports the pipeline or torch; jobs/ reaches the pipeline only
-through the registry's dotted names, imported where jobs run.
+The web process (http/) never imports the pipeline or torch; jobs/ never imports torch or model/
+itself: it reaches the pipeline through the registry's dotted names, in the modules that run jobs.
 """
 
 from __future__ import annotations
