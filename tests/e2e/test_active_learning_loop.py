@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import requests
 
-from devtools.backend_process import BackendProcesses
+from devtools.backend_process import NO_CATCH_UP, BackendProcesses
 from devtools.images import import_images, write_mnist_pngs
 from devtools.label_studio import LabelStudioServer
 from devtools.project import (
@@ -68,6 +68,7 @@ def backend(
             "BASIC_AUTH_PASS": AUTH[1],
             "LABEL_STUDIO_API_KEY": label_studio.personal_access_token(),
             "ALFAMIX_AUDIT_FRACTION": str(AUDIT_FRACTION),
+            **NO_CATCH_UP,  # no round but those the labels ask for, while the checks read the queue
         }
     with BackendProcesses(tmp_path, env, workers=1 if mode == "rq" else 0) as processes:
         yield processes
