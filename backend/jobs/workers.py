@@ -9,7 +9,7 @@ from __future__ import annotations
 from redis import Redis
 from rq import Worker
 
-from backend.state.redis_state import KEY_PREFIX
+from backend.state.redis_state import KEY_PREFIX, as_text
 
 DEVICES_KEY = f"{KEY_PREFIX}:worker-devices"  # worker name -> "cuda:0 (NVIDIA H200)" or "cpu"
 
@@ -20,13 +20,9 @@ def register_worker(connection: Redis, name: str, device: str) -> None:
 
 def live_workers(connection: Redis) -> list[dict[str, str]]:
     """[{"name", "device"}] of the workers RQ counts as alive; "unknown" for one that never said."""
-    devices = {_text(k): _text(v) for k, v in connection.hgetall(DEVICES_KEY).items()}
+    devices = {as_text(k): as_text(v) for k, v in connection.hgetall(DEVICES_KEY).items()}
     names = sorted(worker.name for worker in Worker.all(connection=connection))
     gone = set(devices) - set(names)
     if gone:
         connection.hdel(DEVICES_KEY, *gone)
     return [{"name": name, "device": devices.get(name, "unknown")} for name in names]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

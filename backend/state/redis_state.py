@@ -68,7 +68,7 @@ class RedisProjectStore(FileProjectStore):
         return queue_from_bytes(raw) if raw else None
 
     def versions(self) -> list[str]:
-        return sorted(_text(v) for v in self.connection.smembers(f"{self._key}:versions"))
+        return sorted(as_text(v) for v in self.connection.smembers(f"{self._key}:versions"))
 
     def remove_version(self, model_version: str) -> None:
         with self.connection.pipeline() as pipe:
@@ -108,7 +108,8 @@ class RedisProjectStore(FileProjectStore):
         return f"{self._key}:version:{safe_name(model_version, 'model version')}"
 
 
-def _text(value: bytes | str) -> str:
+def as_text(value: bytes | str) -> str:
+    """A Redis reply as text, whether the connection decodes replies or not."""
     return value.decode() if isinstance(value, bytes) else value
 
 
