@@ -69,6 +69,12 @@ class Reconciler:
         return requested
 
     def start(self) -> None:
+        # An empty Redis at start is a first start or a restart of both, not a loss: set the
+        # marker now, so that only Redis emptied while this process runs reads as lost state.
+        try:
+            self.dispatcher.coordinator.state_was_lost()
+        except RedisError as error:
+            logger.warning("catch-up: Redis unreachable at start: %s", error)
         self._thread.start()
 
     def stop(self) -> None:

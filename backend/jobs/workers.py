@@ -9,7 +9,8 @@ from __future__ import annotations
 from redis import Redis
 from rq import Worker
 
-from backend.state.redis_state import KEY_PREFIX, as_text
+from backend.state.redis_state import KEY_PREFIX
+from backend.state.redis_text import as_text
 
 DEVICES_KEY = f"{KEY_PREFIX}:worker-devices"  # worker name -> "cuda:0 (NVIDIA H200)" or "cpu"
 

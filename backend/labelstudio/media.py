@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,13 @@ logger = logging.getLogger(__name__)
 
 CLOUD_SCHEMES = ("s3", "gs", "azure-blob", "azure-spi")
 MAX_REDIRECTS = 5
+# Answers worth a second try: a busy or restarting server, a gateway between it and us.
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRY_DELAYS = (0.5, 2.0)  # seconds before the second and the third try
+
+
+class TransientMediaError(MediaError):
+    """A failure that may pass: worth another try."""
 
 
 @dataclass
@@ -41,6 +49,7 @@ class MediaFetcher:
     max_bytes: int
     local_files_root: Path | None = None
     guard: URLGuard | None = None  # None: no SSRF check (tests that serve images from localhost)
+    retry_delays: tuple[float, ...] = RETRY_DELAYS
 
     def fetch(self, task_id: int, uri: str) -> bytes:
         scheme = urlsplit(uri).scheme.lower()
@@ -65,8 +74,21 @@ class MediaFetcher:
         return self.label_studio_url.rstrip("/")
 
     def _get(self, task_id: int, url: str, *, authenticated: bool, shown: str | None = None) -> bytes:
-        headers = self.auth_headers() if authenticated and self.auth_headers else {}
+        """GET with retries: a transient failure (a connection error, a timeout, a 5xx or 429)
+        is tried again after RETRY_DELAYS, so that one bad second does not skip an image."""
         where = _redact(shown or url)
+        for delay in (*self.retry_delays, None):
+            try:
+                return self._get_once(task_id, url, authenticated=authenticated, where=where)
+            except TransientMediaError as error:
+                if delay is None:
+                    raise MediaError(str(error)) from None
+                logger.info("%s; trying again in %.1f s", error, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable: the last try returns or raises")
+
+    def _get_once(self, task_id: int, url: str, *, authenticated: bool, where: str) -> bytes:
+        headers = self.auth_headers() if authenticated and self.auth_headers else {}
         try:
             for _ in range(MAX_REDIRECTS + 1):
                 pinned = self._check_host(task_id, url, where)
@@ -79,6 +101,8 @@ class MediaFetcher:
                         url = target
                         continue
                     return self._read_body(task_id, response, where)
+        except httpx.TransportError as error:
+            raise TransientMediaError(f"task {task_id}: GET {where} failed: {type(error).__name__}") from None
         except httpx.HTTPError as error:
             raise MediaError(f"task {task_id}: GET {where} failed: {type(error).__name__}") from None
         raise MediaError(f"task {task_id}: GET {where} redirected more than {MAX_REDIRECTS} times")
@@ -111,7 +135,8 @@ class MediaFetcher:
 
     def _read_body(self, task_id: int, response: httpx.Response, where: str) -> bytes:
         if response.status_code != 200:
-            raise MediaError(f"task {task_id}: GET {where} answered HTTP {response.status_code}")
+            error = TransientMediaError if response.status_code in RETRY_STATUSES else MediaError
+            raise error(f"task {task_id}: GET {where} answered HTTP {response.status_code}")
         declared = int(response.headers.get("content-length") or 0)
         if declared > self.max_bytes:
             raise MediaError(f"task {task_id}: {where} is {declared} bytes, over the {self.max_bytes} limit")

@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Protocol, TypeGuard
 from redis import Redis
 
 from backend.state.atomic import atomic_write_json, read_json
+from backend.state.redis_text import as_text
 
 TASKS = "tasks"
 ANNOTATIONS = "annotations"
@@ -84,7 +85,7 @@ class RedisHashes:
 
     def read(self, name: str) -> dict[str, str]:
         raw = self.connection.hgetall(f"{self.prefix}:{name}")
-        return {_text(key): _text(value) for key, value in raw.items()}
+        return {as_text(key): as_text(value) for key, value in raw.items()}
 
     def has(self, name: str, key: str) -> bool:
         return bool(self.connection.hexists(f"{self.prefix}:{name}", key))
@@ -95,7 +96,7 @@ class RedisHashes:
     def revision(self, name: str) -> str | None:
         # A random token, not a counter: a Redis that lost its data must not repeat an old one.
         raw = self.connection.get(f"{self.prefix}:{name}:revision")
-        return _text(raw) if raw is not None else None
+        return as_text(raw) if raw is not None else None
 
     def save(self) -> None:
         pass
@@ -268,6 +269,10 @@ class LabelLedger:
         return float(value) if value is not None else None
 
     def _replace(self, name: str, listed: dict[str, str], listed_since: float) -> None:
+        # An entry noted before the listing began is one the listing saw, if it still exists:
+        # Label Studio sends a webhook after the request's write committed (its api_webhook
+        # decorator wraps the whole view; it does not set ATOMIC_REQUESTS). Across hosts this
+        # needs clocks in step (docs/deployment.md).
         current = self.hashes.read(name)
         fresher = {key for key, value in current.items() if json.loads(value)["noted_at"] > listed_since}
         self.hashes.remove(name, [key for key in current if key not in listed and key not in fresher])
@@ -332,7 +337,3 @@ def _is_id(value: Any) -> TypeGuard[int]:
 
 def _ids(items: Any) -> list[int]:
     return [item["id"] for item in items or [] if isinstance(item, Mapping) and _is_id(item.get("id"))]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -20,6 +20,7 @@ from backend.state.atomic import safe_name
 from backend.state.files import FileProjectStore, queue_from_bytes, queue_to_bytes
 from backend.state.ledger import LabelLedger, RedisHashes
 from backend.state.records import RoundRecord
+from backend.state.redis_text import as_text
 from backend.state.summary import HistorySummary
 
 KEY_PREFIX = "alfamix"  # every key of this backend in Redis starts with it
@@ -106,11 +107,6 @@ class RedisProjectStore(FileProjectStore):
 
     def _version_key(self, model_version: str) -> str:
         return f"{self._key}:version:{safe_name(model_version, 'model version')}"
-
-
-def as_text(value: bytes | str) -> str:
-    """A Redis reply as text, whether the connection decodes replies or not."""
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def redis_ledger(connection: Redis, project_id: int) -> LabelLedger:

@@ -12,6 +12,7 @@ from redis import Redis
 
 from backend.jobs import coordination
 from backend.jobs.coordination import Coordinator, LocalCoordinator, RedisCoordinator
+from backend.jobs.reconciler import Reconciler
 
 WAIT = 5.0  # seconds; only reached when a test is about to fail
 
@@ -175,3 +176,39 @@ def test_a_dead_holders_lock_expires_after_its_ttl(redis_prefix: tuple[Redis, st
     with coordinator.project_lock(6):
         waited = time.monotonic() - started
     assert 1.0 < waited < 3.5
+
+
+class RecordingDispatcher:
+    """Records the rounds the reconciler requests."""
+
+    def __init__(self, coordinator: Coordinator) -> None:
+        self.coordinator = coordinator
+        self.requested: list[int] = []
+
+    def request(self, kind: str, project_id: int) -> bool:
+        self.requested.append(project_id)
+        return True
+
+
+def test_redis_reports_its_state_lost_once_per_emptying(redis_prefix: tuple[Redis, str]) -> None:
+    connection, prefix = redis_prefix
+    coordinator = RedisCoordinator(connection, lock_timeout=30)
+    assert [coordinator.state_was_lost(), coordinator.state_was_lost()] == [True, False]
+    connection.delete(*connection.scan_iter(f"{prefix}:*"))  # Redis restarted without its data
+    assert [coordinator.state_was_lost(), coordinator.state_was_lost()] == [True, False]
+
+
+def test_an_empty_redis_at_start_is_no_loss_but_one_emptied_later_is(redis_prefix: tuple[Redis, str]) -> None:
+    connection, prefix = redis_prefix
+    dispatcher = RecordingDispatcher(RedisCoordinator(connection, lock_timeout=30))
+    reconciler = Reconciler(dispatcher, interval=3600)  # type: ignore[arg-type]
+    reconciler.start()
+    try:
+        reconciler.seen(5)  # a webhook for project 5 soon after the start
+        assert reconciler.run_once() == []
+        connection.delete(*connection.scan_iter(f"{prefix}:*"))
+        assert reconciler.run_once() == [5]
+        assert reconciler.run_once() == []
+        assert dispatcher.requested == [5]
+    finally:
+        reconciler.stop()

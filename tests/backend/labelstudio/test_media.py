@@ -19,11 +19,12 @@ import pytest
 from PIL import Image
 
 from backend.errors import MediaError
-from backend.labelstudio.media import MediaFetcher, decode_image
+from backend.labelstudio.media import RETRY_DELAYS, MediaFetcher, decode_image
 from backend.labelstudio.url_guard import BlockedURLError, URLGuard
 
 AUTH = {"Authorization": "Token ls-key-5e1d"}
 SECRET_QUERY = "?X-Amz-Signature=secret-sig"
+FAST_RETRIES = (0.01, 0.01)  # two retries, as RETRY_DELAYS gives, without its seconds of waiting
 
 
 def png_bytes(width: int, height: int, mode: str = "RGB") -> bytes:
@@ -41,15 +42,17 @@ class RecordingServer:
     def __init__(self) -> None:
         # path -> (status, headers, body, send Content-Length)
         self.routes: dict[str, tuple[int, dict[str, str], bytes, bool]] = {}
+        self.first_answers: dict[str, list[int]] = {}  # path -> statuses sent, one per request, before its route
         self.requests: list[tuple[str, dict[str, str]]] = []
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 recorder.requests.append((self.path, {key.lower(): value for key, value in self.headers.items()}))
-                status, headers, body, with_length = recorder.routes.get(
-                    urlsplit(self.path).path, (404, {}, b"not found", True)
-                )
+                path = urlsplit(self.path).path
+                status, headers, body, with_length = recorder.routes.get(path, (404, {}, b"not found", True))
+                if recorder.first_answers.get(path):
+                    status, headers, body, with_length = recorder.first_answers[path].pop(0), {}, b"busy", True
                 self.send_response(status)
                 for key, value in headers.items():
                     self.send_header(key, value)
@@ -83,6 +86,7 @@ def servers() -> Iterator[tuple[RecordingServer, RecordingServer]]:
 @pytest.fixture
 def label_studio(servers: tuple[RecordingServer, RecordingServer]) -> RecordingServer:
     servers[0].routes.clear()
+    servers[0].first_answers.clear()
     servers[0].requests.clear()
     return servers[0]
 
@@ -90,6 +94,7 @@ def label_studio(servers: tuple[RecordingServer, RecordingServer]) -> RecordingS
 @pytest.fixture
 def other(servers: tuple[RecordingServer, RecordingServer]) -> RecordingServer:
     servers[1].routes.clear()
+    servers[1].first_answers.clear()
     servers[1].requests.clear()
     return servers[1]
 
@@ -98,7 +103,11 @@ def other(servers: tuple[RecordingServer, RecordingServer]) -> RecordingServer:
 def fetcher(label_studio: RecordingServer) -> Iterator[MediaFetcher]:
     with httpx.Client(timeout=5.0, trust_env=False) as client:
         yield MediaFetcher(
-            client=client, label_studio_url=label_studio.origin, auth_headers=lambda: dict(AUTH), max_bytes=1024
+            client=client,
+            label_studio_url=label_studio.origin,
+            auth_headers=lambda: dict(AUTH),
+            max_bytes=1024,
+            retry_delays=FAST_RETRIES,
         )
 
 
@@ -196,6 +205,34 @@ def test_http_error_status_raises_naming_the_status_without_the_query(
         fetcher.fetch(1, f"{other.origin}/missing.png{SECRET_QUERY}")
 
     assert str(raised.value) == f"task 1: GET {other.origin}/missing.png answered HTTP 404"
+
+
+def test_a_busy_server_is_tried_again_until_it_answers(fetcher: MediaFetcher, other: RecordingServer) -> None:
+    other.routes["/a.png"] = (200, {}, PNG, True)
+    other.first_answers["/a.png"] = [503, 502]
+
+    assert fetcher.fetch(1, f"{other.origin}/a.png") == PNG
+    assert len(other.requests) == 3
+    assert len(RETRY_DELAYS) == len(FAST_RETRIES)
+
+
+def test_a_server_busy_on_every_try_fails_the_image_after_three_tries(
+    fetcher: MediaFetcher, other: RecordingServer
+) -> None:
+    other.routes["/a.png"] = (200, {}, PNG, True)
+    other.first_answers["/a.png"] = [503, 429, 500]
+
+    with pytest.raises(MediaError) as raised:
+        fetcher.fetch(1, f"{other.origin}/a.png{SECRET_QUERY}")
+
+    assert str(raised.value) == f"task 1: GET {other.origin}/a.png answered HTTP 500"
+    assert len(other.requests) == 3
+
+
+def test_a_missing_image_is_not_tried_again(fetcher: MediaFetcher, other: RecordingServer) -> None:
+    with pytest.raises(MediaError):
+        fetcher.fetch(1, f"{other.origin}/missing.png")
+    assert len(other.requests) == 1
 
 
 def test_connection_failure_raises_without_the_query(fetcher: MediaFetcher) -> None:
