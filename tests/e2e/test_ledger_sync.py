@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from backend.errors import LabelStudioError
 from backend.labelstudio.client import LabelStudioClient
 from backend.labelstudio.ledger_sync import sync_ledger
 from backend.state.ledger import FileHashes, LabelLedger, LedgerCounts
@@ -66,3 +67,15 @@ def test_a_sync_lists_labeled_tasks_only_and_repairs_what_no_webhook_reported(
     assert repaired.labeled_listed == 2
     assert labels_of(ledger) == {second: ["7"], third: ["3"]}
     assert ledger.counts() == LedgerCounts(tasks=N_TASKS, annotations=2)
+
+
+def test_a_rotated_token_fails_with_the_hint_and_without_the_token(label_studio: LabelStudioServer) -> None:
+    stale_token = "0123456789abcdef0123456789abcdef01234567"  # the shape of a token, not one the server knows
+    client = LabelStudioClient(label_studio.url, stale_token)
+
+    with pytest.raises(LabelStudioError) as raised:
+        client.get_project(1)
+
+    message = str(raised.value)
+    assert "answered HTTP 401: Label Studio refused LABEL_STUDIO_API_KEY" in message
+    assert "only on its first start" in message and stale_token not in message
