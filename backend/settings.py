@@ -16,6 +16,7 @@ ENCODER_NAMES = ("efficientnet_lite0", "resnet18", "resnet50", "vit_b_16")
 DEVICES = ("auto", "cpu", "cuda")
 # model.alfamix.stream.STRATEGIES, repeated so that reading settings never imports torch (a test checks).
 STRATEGIES = ("alfamix", "random", "entropy", "margin", "coreset")
+TRAINING_MODES = ("head", "projection")  # model.head.TRAINING_MODES, repeated for the same reason
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class Settings:
     # ALFAMIX_QUEUE_HEAD: predictions a round writes, the front of the queue. 50 outlast a round
     # at 10 labels per second when rounds take 5 s, and a prune job deletes them in about 5 s.
     queue_head: int = 50
+    # ALFAMIX_TRAINING: what a round trains on the frozen embeddings: "head" (linear) or "projection"
+    # (a 256-d layer and a linear head; ALFA-Mix mixes in the projected space).
+    training: str = "head"
     head_epochs: int = 300  # ALFAMIX_HEAD_EPOCHS: full-batch training steps of the classifier head
     embed_batch_size: int = 64  # ALFAMIX_EMBED_BATCH_SIZE
     download_timeout: float = 30.0  # ALFAMIX_DOWNLOAD_TIMEOUT, seconds per image
@@ -94,6 +98,7 @@ class Settings:
             strategy=env.choice("ALFAMIX_STRATEGY", "alfamix", STRATEGIES),
             audit_fraction=env.number("ALFAMIX_AUDIT_FRACTION", 0.0, low=0.0, high=0.5),
             queue_head=env.integer("ALFAMIX_QUEUE_HEAD", 50, low=1, high=1_000_000),
+            training=env.choice("ALFAMIX_TRAINING", "head", TRAINING_MODES),
             head_epochs=env.integer("ALFAMIX_HEAD_EPOCHS", 300, low=1, high=1_000_000),
             embed_batch_size=env.integer("ALFAMIX_EMBED_BATCH_SIZE", 64, low=1, high=4096),
             download_timeout=env.number("ALFAMIX_DOWNLOAD_TIMEOUT", 30.0, low=0.1, high=600.0),

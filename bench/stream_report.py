@@ -37,13 +37,14 @@ class Summary:
     n_seeds: int
 
 
-def load_runs(paths: list[Path]) -> list[Run]:
-    """The runs of several JSON files; a (dataset, protocol, policy, seed) run again in a later file
-    replaces the earlier one (a rerun after a fix)."""
+def load_runs(paths: list[Path], training: str = "head") -> list[Run]:
+    """The runs of several JSON files that trained ``training``; a (dataset, protocol, policy,
+    seed) run again in a later file replaces the earlier one (a rerun after a fix)."""
     runs = {
         (run["dataset"], run["protocol"], run["policy"], run["seed"]): run
         for path in paths
         for run in json.loads(path.read_text())["runs"]
+        if run.get("training", "head") == training
     }
     return list(runs.values())
 

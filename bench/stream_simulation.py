@@ -39,7 +39,7 @@ from bench.datasets import DATASETS, DatasetSplits
 from bench.label_studio_serving import LivePrediction, next_task, serving_order
 from model.alfamix.query import QueryConfig, query
 from model.alfamix.stream import STRATEGIES, CarriedBatch, StreamConfig, stream_queue
-from model.head import HeadConfig, predict_proba, train_head
+from model.head import TRAINING_MODES, head_config_for, predict_proba, train_head
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ class StreamRun:
     protocol: str
     policy: str
     seed: int
+    training: str = "head"  # what each round trains (model.head.TRAINING_MODES)
     n_labels: list[int] = field(default_factory=list)
     accuracy: list[float] = field(default_factory=list)
     served_first: int = 0  # labels whose task was the first unlabeled task of the latest queue
@@ -93,8 +94,9 @@ class StreamRun:
 class _Stream:
     """The state of one live run: labels, the pushed predictions, the annotators."""
 
-    def __init__(self, data: DatasetSplits, policy: str, protocol: Protocol, seed: int) -> None:
+    def __init__(self, data: DatasetSplits, policy: str, protocol: Protocol, seed: int, training: str) -> None:
         self.data, self.policy, self.protocol, self.seed = data, policy, protocol, seed
+        self.head_config = head_config_for(training)
         self.z = torch.from_numpy(data.z_pool)  # (N, D)
         self.y = torch.from_numpy(data.y_pool)  # (N,)
         self.is_labeled = np.zeros(len(data.y_pool), dtype=bool)
@@ -108,13 +110,13 @@ class _Stream:
         self.head: nn.Module | None = None
         self.first_of_queue: list[int] = []  # the queue of the latest round, pool indices
         self.rng = np.random.default_rng([seed, 1])
-        self.run = StreamRun(data.name, protocol.name, policy, seed)
+        self.run = StreamRun(data.name, protocol.name, policy, seed, training)
 
     def train(self) -> nn.Module | None:
         if not self.labeled:
             return None
         rows = np.array(self.labeled)
-        return train_head(self.z[rows], self.y[rows], self.data.n_classes, HeadConfig(), random_state=self.seed)
+        return train_head(self.z[rows], self.y[rows], self.data.n_classes, self.head_config, random_state=self.seed)
 
     def round(self) -> None:
         """Train, build the queue, push its front as the live version."""
@@ -194,8 +196,8 @@ class _Stream:
         self.run.accuracy.append(accuracy)
 
 
-def run_live(data: DatasetSplits, policy: str, protocol: Protocol, seed: int) -> StreamRun:
-    stream = _Stream(data, policy, protocol, seed)
+def run_live(data: DatasetSplits, policy: str, protocol: Protocol, seed: int, training: str = "head") -> StreamRun:
+    stream = _Stream(data, policy, protocol, seed, training)
     n_annotators = protocol.n_annotators
     stream.round()
     stream.evaluate(stream.head)
@@ -222,9 +224,9 @@ def run_live(data: DatasetSplits, policy: str, protocol: Protocol, seed: int) ->
     return stream.run
 
 
-def run_batch(data: DatasetSplits, policy: str, protocol: Protocol, seed: int) -> StreamRun:
+def run_batch(data: DatasetSplits, policy: str, protocol: Protocol, seed: int, training: str = "head") -> StreamRun:
     """The paper's protocol from zero labels: query n_query, label them all, retrain."""
-    stream = _Stream(data, policy, protocol, seed)
+    stream = _Stream(data, policy, protocol, seed, training)
     while True:
         head = stream.train()
         stream.evaluate(head)
@@ -245,6 +247,7 @@ def simulate(
     policies: list[str],
     seeds: list[int],
     split_seed: int = 0,
+    trainings: tuple[str, ...] = ("head",),
 ) -> list[StreamRun]:
     runs = []
     for name in datasets:
@@ -253,16 +256,17 @@ def simulate(
             protocol = PROTOCOLS[protocol_name]
             for seed in seeds:
                 for policy in policies:
-                    started = time.perf_counter()
-                    runner = run_batch if protocol.cadence == 0 else run_live
-                    run = runner(data, policy, protocol, seed)
-                    run.seconds = time.perf_counter() - started
-                    runs.append(run)
-                    mean, final = 100 * np.mean(run.accuracy), 100 * run.accuracy[-1]
-                    logger.info(
-                        "%s %s %s seed=%d mean acc %.1f final %.1f (%.0f s)",
-                        name, protocol_name, policy, seed, mean, final, run.seconds,
-                    )  # fmt: skip
+                    for training in trainings:
+                        started = time.perf_counter()
+                        runner = run_batch if protocol.cadence == 0 else run_live
+                        run = runner(data, policy, protocol, seed, training)
+                        run.seconds = time.perf_counter() - started
+                        runs.append(run)
+                        mean, final = 100 * np.mean(run.accuracy), 100 * run.accuracy[-1]
+                        logger.info(
+                            "%s %s %s %s seed=%d mean acc %.1f final %.1f (%.0f s)",
+                            name, protocol_name, policy, training, seed, mean, final, run.seconds,
+                        )  # fmt: skip
     return runs
 
 
@@ -272,15 +276,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=list(PROTOCOLS))
     parser.add_argument("--policies", nargs="+", default=list(POLICIES), choices=list(POLICIES))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--training", nargs="+", default=["head"], choices=list(TRAINING_MODES))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--split-seed", type=int, default=0, help="pool/test split; 1 is the tuning split")
     parser.add_argument("--json", type=Path, default=JSON_PATH, help="where the raw runs go (appended by key)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
-    runs = simulate(args.datasets, args.protocols, args.policies, args.seeds, args.split_seed)
+    runs = simulate(args.datasets, args.protocols, args.policies, args.seeds, args.split_seed, tuple(args.training))
     saved = json.loads(args.json.read_text()) if args.json.is_file() else {"runs": []}
-    key = lambda run: (run["dataset"], run["protocol"], run["policy"], run["seed"])  # noqa: E731
+    key = lambda run: (run["dataset"], run["protocol"], run["policy"], run["seed"], run.get("training", "head"))  # noqa: E731
     merged = {key(run): run for run in saved["runs"]}
     merged.update({key(asdict(run)): asdict(run) for run in runs})
     args.json.parent.mkdir(parents=True, exist_ok=True)

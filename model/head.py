@@ -24,6 +24,12 @@ from torch.nn import functional as F
 from model.errors import ModelInputError
 
 HeadKind = Literal["linear", "mlp"]
+# What a round trains: "head", a linear head on the frozen embeddings (ALFA-Mix mixes in the
+# encoder's space); "projection", a trainable PROJECTION_DIM-d layer with a linear head on top,
+# trained together (ALFA-Mix mixes in the projected space, as the authors' code mixes in its
+# 256-d embedding layer).
+TRAINING_MODES = ("head", "projection")
+PROJECTION_DIM = 256
 # Logit of a class with no labeled example: e^-30 relative to a logit of 0.
 ABSENT_CLASS_LOGIT = -30.0
 
@@ -90,6 +96,36 @@ def predict_proba(head: nn.Module, z: torch.Tensor, batch_size: int = 65_536) ->
     with torch.no_grad():
         parts = [torch.softmax(head(z[start : start + batch_size]), dim=1) for start in range(0, len(z), batch_size)]
     return torch.cat(parts) if parts else z.new_zeros(0, _n_outputs(head))
+
+
+def head_config_for(training: str, epochs: int = HeadConfig.epochs) -> HeadConfig:
+    """The head a training mode trains; ModelInputError for an unknown mode."""
+    if training == "head":
+        return HeadConfig(kind="linear", epochs=epochs)
+    if training == "projection":
+        return HeadConfig(kind="mlp", hidden_dim=PROJECTION_DIM, epochs=epochs)
+    raise ModelInputError(f"training={training!r} should be one of {', '.join(TRAINING_MODES)}")
+
+
+def mixing_space(head: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """(projection, classifier): ALFA-Mix mixes in the input of the head's last layer.
+
+    For an ``nn.Sequential`` head ending in a linear layer (the MLP head) the projection is
+    every layer before the last; for any other head it is the identity, so ALFA-Mix mixes in
+    the encoder's space.
+    """
+    if isinstance(head, nn.Sequential) and isinstance(head[-1], nn.Linear):
+        return head[:-1], head[-1]
+    return nn.Identity(), head
+
+
+def project(projection: nn.Module, z: torch.Tensor, batch_size: int = 65_536) -> torch.Tensor:
+    """``projection`` applied to (N, D) embeddings, batched, without autograd: (N, P)."""
+    if isinstance(projection, nn.Identity):
+        return z
+    with torch.no_grad():
+        parts = [projection(z[start : start + batch_size]) for start in range(0, len(z), batch_size)]
+    return torch.cat(parts) if parts else projection(z[:0])
 
 
 def build_head(dim: int, n_classes: int, config: HeadConfig) -> nn.Module:

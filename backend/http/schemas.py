@@ -84,5 +84,6 @@ class StatusResponse(BaseModel):
     # Pre-label accuracy on the audit tasks (ALFAMIX_AUDIT_FRACTION): n_judged, accuracy, low, high
     pool_accuracy: dict[str, Any] | None
     strategy: str  # ALFAMIX_STRATEGY of the latest round
+    training: str  # ALFAMIX_TRAINING of the latest round
     n_rounds: int  # rounds ended, done and failed
     rounds: list[dict[str, Any]]  # the latest RECENT_ROUNDS (50) round records, oldest first

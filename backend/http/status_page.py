@@ -51,6 +51,7 @@ td, th {{ border-bottom: 1px solid #ddd; padding: 0.3rem 0.6rem; }}
 {counts.get("ranked", 0):,} ranked in the queue, {counts.get("skipped", 0):,} skipped (image problems)</dd>
 <dt>Is labeling more worth it?</dt><dd id="stop-signal">{esc(status.stop_signal)}</dd>
 <dt>Queue strategy</dt><dd id="strategy">{esc(status.strategy)}</dd>
+<dt>Training</dt><dd id="training">{esc(status.training)}</dd>
 <dt>Accuracy on the whole pool</dt><dd id="pool-accuracy">{_pool_accuracy(status.pool_accuracy)}</dd>
 </dl>
 <h2>Learning curve</h2>
@@ -59,8 +60,8 @@ that judged consecutive model versions). The queue serves the hardest tasks firs
 accuracy on the whole pool: read its trend.</p>
 <img id="learning-curve" src="/projects/{project_id}/learning-curve.png" alt="learning curve" width="640" height="360">
 <h2>Rounds</h2>
-<table id="rounds"><tr><th>model version</th><th>finished</th><th>labels</th><th>strategy</th><th>batch</th>
-<th>pre-label accuracy</th><th>agreement on queue head</th><th>seconds</th><th>status</th></tr>
+<table id="rounds"><tr><th>model version</th><th>finished</th><th>labels</th><th>strategy</th><th>training</th>
+<th>batch</th><th>pre-label accuracy</th><th>agreement on queue head</th><th>seconds</th><th>status</th></tr>
 {rows}
 </table>
 <p><a href="/projects/{project_id}/status">JSON</a> · <a href="/metrics">metrics</a></p>
@@ -75,7 +76,7 @@ def _history_row(record: RoundRecord) -> str:
     detail = esc((record.error or "")[:120]) if not record.done else ""
     return (
         f'<tr class="{esc(record.status)}"><td>{esc(record.model_version or "-")}</td><td>{finished}</td>'
-        f"<td>{record.n_labeled_tasks}</td><td>{esc(record.strategy or '')}</td>"
+        f"<td>{record.n_labeled_tasks}</td><td>{esc(record.strategy or '')}</td><td>{esc(record.training or '')}</td>"
         f"<td>{esc(_batch(record))}</td><td>{_percent(record.prelabel_accuracy)}</td>"
         f"<td>{_percent(record.head_agreement)}</td><td>{seconds:.1f}</td>"
         f"<td>{esc(record.status)} {detail}</td></tr>\n"

@@ -6,7 +6,7 @@ import logging
 import os
 import socket
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, TypedDict
 
@@ -27,13 +27,12 @@ from backend.state.ledger import LabelLedger
 from backend.state.records import RoundRecord, Stage
 from backend.state.store import ProjectStore
 from model.alfamix.stream import CarriedBatch, StreamConfig, StreamQueue, stream_queue
-from model.head import HeadConfig, train_head
+from model.head import HeadConfig, head_config_for, train_head
 
 logger = logging.getLogger(__name__)
 
 VERSION_PREFIX = "alfamix-"
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a round, in its record
-HEAD_CONFIG = HeadConfig()
 ROUND_EMBED_TASKS = 256  # unlabeled tasks a round embeds itself; embed jobs take the rest
 PRUNE_SECONDS = 2.0  # one prune job deletes for this long, then yields to pending rounds
 
@@ -111,7 +110,7 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
         return record
 
     stage(Stage.TRAINING)
-    head_config = replace(HEAD_CONFIG, epochs=settings.head_epochs)
+    head_config = head_config_for(settings.training, settings.head_epochs)
     head = train_head(data.z_lab, data.y_lab, len(spec.labels), head_config) if len(data.y_lab) else None
     clock.lap("train_seconds")
     stage(Stage.SCORING)
@@ -124,7 +123,7 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
 
     model_version = _new_version(store.summary().n_rounds + 1)
     predicted = _top_class(probs, len(data.unlabeled_task_ids))  # (N,)
-    _save_version(store, model_version, spec, head, data, queue, predicted, settings, report.embedded)
+    _save_version(store, model_version, spec, head, head_config, data, queue, predicted, settings, report.embedded)
     stage(Stage.PUSHING)
     # Only the front of the queue is written: the tasks annotators get next. Label Studio asks
     # /predict for any other task it opens without a prediction.
@@ -161,6 +160,7 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
         n_labeled_tasks=len(data.labeled_task_ids),
         n_unlabeled_tasks=len(data.unlabeled_task_ids),
         strategy=settings.strategy,
+        training=settings.training,
         batch_kind=queue.batch_kind,
         batch_event=queue.batch_event,
         n_batch=len(queue.batch),
@@ -272,6 +272,7 @@ def _save_version(
     model_version: str,
     spec: ClassificationSpec,
     head: torch.nn.Module | None,
+    head_config: HeadConfig,
     data: TrainingSet,
     queue: StreamQueue,
     predicted: np.ndarray,
@@ -295,7 +296,8 @@ def _save_version(
                 "task_ids": data.unlabeled_task_ids[queue.batch].tolist(),
                 "audit_task_ids": data.unlabeled_task_ids[queue.audit].tolist(),
             },
-            "head": {"kind": HEAD_CONFIG.kind, "hidden_dim": HEAD_CONFIG.hidden_dim} if head is not None else None,
+            "training": settings.training,
+            "head": {"kind": head_config.kind, "hidden_dim": head_config.hidden_dim} if head is not None else None,
             "embedding_dim": int(data.z_unl.shape[1]) if data.z_unl.ndim == 2 else 0,
             "n_labeled_tasks": len(data.labeled_task_ids),
             "n_embedded_this_round": n_embedded,

@@ -37,6 +37,7 @@ class RoundRecord:
     worker: str | None = None  # host:pid of the process that ran it
     device: str | None = None  # where it embedded: "cuda:0 (NVIDIA H200)" or "cpu"
     strategy: str | None = None  # ALFAMIX_STRATEGY the queue was ordered with
+    training: str | None = None  # ALFAMIX_TRAINING: "head" or "projection"
     n_tasks: int = 0
     n_labeled_tasks: int = 0
     n_unlabeled_tasks: int = 0  # ranked in the queue

@@ -23,7 +23,7 @@ from model.alfamix.mixing import cap_schedule, compute_anchors, distinct_anchors
 from model.alfamix.queue import build_queue, rank_rest
 from model.alfamix.selection import KMeansConfig, select_diverse, subsample
 from model.errors import ModelInputError
-from model.head import predict_proba
+from model.head import mixing_space, predict_proba, project
 
 Mode = Literal["closed_form", "learned"]
 # The reference's cap steps: 0.2 for the closed form (the paper's setting), 1/32 learned.
@@ -68,10 +68,13 @@ def query(
 ) -> QueryResult:
     """Run ALFA-Mix on labeled (L, D) and unlabeled (N, D) embeddings with a trained head.
 
-    ``head`` maps (B, D) embeddings to (B, C) logits; an ``nn.Linear`` takes the
-    fast path. Raises ModelInputError on malformed input.
+    ``head`` maps (B, D) embeddings to (B, C) logits: an ``nn.Linear``, or an ``nn.Sequential``
+    whose last layer is one, in which case ALFA-Mix mixes in the input of that layer
+    (``model.head.mixing_space``). Raises ModelInputError on malformed input.
     """
     n_classes = validate_query_inputs(z_lab, y_lab, z_unl, head, config)
+    projection, head = mixing_space(head)
+    z_lab, z_unl = project(projection, z_lab), project(projection, z_unl)  # (L, P), (N, P)
     n_items, dim = z_unl.shape
     if n_items == 0:
         return _empty_result()

@@ -45,7 +45,7 @@ from model.alfamix.mixing import cap_schedule, compute_anchors, distinct_anchors
 from model.alfamix.query import DEFAULT_CAP_STEP, QueryConfig, validate_pool, validate_query_inputs
 from model.alfamix.selection import KMeansConfig, select_diverse, subsample
 from model.errors import ModelInputError
-from model.head import predict_proba
+from model.head import mixing_space, predict_proba, project
 from model.strategies import BASELINES, baseline_order
 
 STRATEGIES = ("alfamix", *BASELINES)
@@ -108,6 +108,9 @@ def stream_queue(
     if n_items == 0:
         none = np.zeros(0, dtype=np.int64)
         return StreamQueue(none, np.zeros(0, np.float32), none, none, config.strategy, "new", np.zeros(0, bool), None)
+    if head is not None:  # every strategy ranks in the space ALFA-Mix mixes in
+        projection, head = mixing_space(head)
+        z_lab, z_unl = project(projection, z_lab), project(projection, z_unl)  # (L, P), (N, P)
     probs = predict_proba(head, z_unl).cpu().numpy() if head is not None else None  # (N, C)
     if config.strategy != "alfamix":
         order = baseline_order(config.strategy, z_lab.cpu(), z_unl.cpu(), probs, config.n_query, random_state)

@@ -71,6 +71,7 @@ def test_encoder_weights_none_means_random_init() -> None:
             "ALFAMIX_STRATEGY='bald' must be one of alfamix, random, entropy, margin, coreset",
         ),
         ({"ALFAMIX_AUDIT_FRACTION": "0.9"}, "ALFAMIX_AUDIT_FRACTION=0.9 must be between 0.0 and 0.5"),
+        ({"ALFAMIX_TRAINING": "full"}, "ALFAMIX_TRAINING='full' must be one of head, projection"),
         (
             {"LABEL_STUDIO_URL": "localhost:8080"},
             "LABEL_STUDIO_URL='localhost:8080' must start with http:// or https://",
@@ -94,6 +95,7 @@ def test_encoder_weights_none_means_random_init() -> None:
         "device",
         "strategy",
         "audit-share",
+        "training",
         "url-scheme",
         "user-only",
         "pass-only",
@@ -133,3 +135,11 @@ def test_the_settings_know_every_strategy_of_the_model() -> None:
     from model.alfamix.stream import STRATEGIES as MODEL_STRATEGIES
 
     assert STRATEGIES == MODEL_STRATEGIES
+
+
+def test_the_training_mode_is_read_and_the_settings_know_every_mode_of_the_model() -> None:
+    from backend.settings import TRAINING_MODES
+    from model.head import TRAINING_MODES as MODEL_TRAINING_MODES
+
+    assert TRAINING_MODES == MODEL_TRAINING_MODES
+    assert (Settings.from_env({"ALFAMIX_TRAINING": "projection"}).training, Settings().training) == ("projection", "head")

@@ -49,4 +49,4 @@ def test_a_margin_queue_is_served_and_shown_as_margin(
     served = project.next_task()
     assert served["id"] == rounds[-1]["queue_head"][0]
     page = requests.get(f"{backend.url}/projects/{project.project_id}", timeout=30).text
-    assert '<dd id="strategy">margin</dd>' in page and "<td>margin</td><td>margin, requeried</td>" in page
+    assert '<dd id="strategy">margin</dd>' in page and "<td>margin</td><td>head</td><td>margin, requeried</td>" in page

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from model.errors import ModelInputError
-from model.head import HeadConfig, predict_proba, train_head
+from model.head import PROJECTION_DIM, HeadConfig, head_config_for, mixing_space, predict_proba, project, train_head
 
 
 def two_gaussians(n_major: int, n_minor: int, dim: int = 8, gap: float = 1.0, seed: int = 0):
@@ -86,3 +86,26 @@ def test_unit_with_tiny_spread_over_the_labels_gets_no_large_weight() -> None:
     probe = torch.zeros(1, 8)
     probe[0, 1] = 1.0  # an item with ink where no labeled one has any
     assert predict_proba(head, probe).max().item() < 0.99
+
+
+def test_each_training_mode_trains_its_head_and_an_unknown_one_is_refused() -> None:
+    assert head_config_for("head", epochs=7) == HeadConfig(kind="linear", epochs=7)
+    assert head_config_for("projection") == HeadConfig(kind="mlp", hidden_dim=PROJECTION_DIM) and PROJECTION_DIM == 256
+    with pytest.raises(ModelInputError, match="training='full' should be one of head, projection"):
+        head_config_for("full")
+
+
+def test_alfamix_mixes_in_the_input_of_the_last_layer() -> None:
+    z, y = two_gaussians(20, 20, gap=4.0)
+    linear = train_head(z, y, 2, head_config_for("head"), random_state=0)
+    mlp = train_head(z, y, 2, head_config_for("projection"), random_state=0)
+
+    identity, classifier = mixing_space(linear)
+    assert isinstance(identity, nn.Identity) and classifier is linear and project(identity, z) is z
+
+    projection, classifier = mixing_space(mlp)
+    h = project(projection, z, batch_size=7)  # batched: 40 rows in 6 batches
+    assert h.shape == (40, PROJECTION_DIM) and bool((h >= 0).all())  # after the ReLU
+    assert classifier is mlp[-1] and not h.requires_grad
+    assert torch.allclose(classifier(h), mlp(z), atol=1e-6)
+    assert project(projection, z[:0]).shape == (0, PROJECTION_DIM)

@@ -65,6 +65,7 @@ def project_status(backend: ALFAMixBackend, project_id: int) -> StatusResponse:
         stop_signal=stop_signal(points),
         pool_accuracy=asdict(audit) if audit else None,
         strategy=(last.strategy if last else None) or backend.settings.strategy,
+        training=(last.training if last else None) or backend.settings.training,
         n_rounds=summary.n_rounds,
         rounds=[r.to_dict() for r in summary.recent],
     )

@@ -255,6 +255,7 @@ def test_status_page_and_learning_curve_render_from_the_history(tmp_path: Path) 
             head_agreement=0.9,
             skipped_tasks={"7": "broken"},
             strategy="alfamix",
+            training="projection",
             batch_kind="alfamix",
             batch_event="kept",
             n_audited=8,
@@ -265,7 +266,7 @@ def test_status_page_and_learning_curve_render_from_the_history(tmp_path: Path) 
 
     status = client.get("/projects/1/status").json()
     assert status["counts"] == {"tasks": 30, "labeled": 20, "ranked": 10, "skipped": 1}
-    assert status["strategy"] == "alfamix"
+    assert (status["strategy"], status["training"]) == ("alfamix", "projection")
     assert status["pool_accuracy"] == pytest.approx(
         {"n_judged": 8, "accuracy": 0.75, "low": 0.4093, "high": 0.9285}, abs=1e-4
     )
@@ -278,7 +279,8 @@ def test_status_page_and_learning_curve_render_from_the_history(tmp_path: Path) 
     assert (
         '<dd id="pool-accuracy">75% (95% interval 41% to 93%), from the pre-labels of the latest 8 audit' in page.text
     )
-    assert "<td>alfamix</td><td>alfamix, kept</td>" in page.text
+    assert '<dd id="training">projection</dd>' in page.text
+    assert "<td>alfamix</td><td>projection</td><td>alfamix, kept</td>" in page.text
     png = client.get("/projects/1/learning-curve.png")
     assert png.headers["content-type"] == "image/png" and png.content.startswith(b"\x89PNG")
 

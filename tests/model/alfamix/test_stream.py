@@ -13,7 +13,7 @@ from torch import nn
 from model.alfamix.mixing import distinct_anchors
 from model.alfamix.stream import STRATEGIES, CarriedBatch, StreamConfig, stream_queue
 from model.errors import ModelInputError
-from model.head import train_head
+from model.head import head_config_for, mixing_space, project, train_head
 
 # Three tight groups of 2-D points, sorted by group as an import sorted by class would be.
 CENTRES = np.array([[4.0, 0.0], [0.0, 4.0], [-4.0, -4.0]], dtype=np.float32)
@@ -237,3 +237,22 @@ def test_coreset_without_labels_starts_from_a_seeded_random_item() -> None:
     assert np.array_equal(
         again, stream_queue(z_lab, y_lab, z, None, CarriedBatch.empty(), StreamConfig("coreset", 3), 5).order
     )
+
+
+@pytest.mark.parametrize("strategy", ["alfamix", "coreset"])
+def test_with_a_projection_head_the_queue_is_the_one_of_the_projected_space(strategy: str) -> None:
+    z, group = grouped_pool(per_group=20)
+    labeled = np.array([0, 1, 20, 21, 40, 41])
+    rest = np.setdiff1d(np.arange(60), labeled)
+    z_lab, y_lab = z[labeled], torch.from_numpy(group[labeled])
+    mlp = train_head(z_lab, y_lab, 3, head_config_for("projection"))
+    config = StreamConfig(strategy=strategy, n_query=4)
+
+    queue = stream_queue(z_lab, y_lab, z[rest], mlp, CarriedBatch.empty(), config)
+    projection, classifier = mixing_space(mlp)
+    h_lab, h_unl = project(projection, z_lab), project(projection, z[rest])  # (6, 256), (54, 256)
+    in_projected_space = stream_queue(h_lab, y_lab, h_unl, classifier, CarriedBatch.empty(), config)
+
+    assert queue.order.tolist() == in_projected_space.order.tolist()
+    assert queue.candidates.tolist() == in_projected_space.candidates.tolist()
+    assert np.allclose(queue.probs, in_projected_space.probs)
