@@ -46,7 +46,9 @@ class Settings:
     # ALFAMIX_TRAINING: what a round trains on the frozen embeddings: "head" (linear) or "projection"
     # (a 256-d layer and a linear head; ALFA-Mix mixes in the projected space).
     training: str = "head"
-    head_epochs: int = 300  # ALFAMIX_HEAD_EPOCHS: full-batch training steps of the classifier head
+    # ALFAMIX_HEAD_EPOCHS: full-batch training steps of the head; None: the mode's own
+    # (model.head.DEFAULT_EPOCHS: 300 for "head", 100 for "projection").
+    head_epochs: int | None = None
     embed_batch_size: int = 64  # ALFAMIX_EMBED_BATCH_SIZE
     download_timeout: float = 30.0  # ALFAMIX_DOWNLOAD_TIMEOUT, seconds per image
     max_image_bytes: int = 32 * 1024 * 1024  # ALFAMIX_MAX_IMAGE_BYTES
@@ -99,7 +101,7 @@ class Settings:
             audit_fraction=env.number("ALFAMIX_AUDIT_FRACTION", 0.0, low=0.0, high=0.5),
             queue_head=env.integer("ALFAMIX_QUEUE_HEAD", 50, low=1, high=1_000_000),
             training=env.choice("ALFAMIX_TRAINING", "head", TRAINING_MODES),
-            head_epochs=env.integer("ALFAMIX_HEAD_EPOCHS", 300, low=1, high=1_000_000),
+            head_epochs=env.integer("ALFAMIX_HEAD_EPOCHS", 0, low=1, high=1_000_000) or None,
             embed_batch_size=env.integer("ALFAMIX_EMBED_BATCH_SIZE", 64, low=1, high=4096),
             download_timeout=env.number("ALFAMIX_DOWNLOAD_TIMEOUT", 30.0, low=0.1, high=600.0),
             max_image_bytes=env.integer("ALFAMIX_MAX_IMAGE_BYTES", 32 * 1024 * 1024, low=1024, high=1 << 34),

@@ -1,10 +1,10 @@
 """What each training mode costs the model part of a round: train, then build the stream queue.
 
-Usage: ``python -m bench.bench_training [--sizes 1000 10000] [--repeats 3] [--dim 1280]``
+Usage: ``python -m bench.bench_training [--sizes 1000 10000] [--labels 200 1000] [--repeats 3]``
 
 On the synthetic pools of ``bench.synthetic`` (post-ReLU-like, 1280-D as EfficientNet-Lite0
-gives, 10 classes, 200 labels) it times, for each mode of ``model.head.TRAINING_MODES`` in
-the same process: ``train_head`` with the mode's head (300 full-batch epochs, as a round) and
+gives, 10 classes, 200 or 1000 labels) it times, for each mode of ``model.head.TRAINING_MODES`` in
+the same process: ``train_head`` with the mode's head (its default epochs, as a round) and
 ``stream_queue`` drawing a new batch (the dearer kind of round). Reading, embedding and pushing
 are the same for every mode and are left out. Medians over ``--repeats`` runs, and the ratio
 of each mode to ``head``.
@@ -34,9 +34,9 @@ def one_round(z_lab: torch.Tensor, y_lab: torch.Tensor, z_unl: torch.Tensor, tra
     return trained - started, time.perf_counter() - trained
 
 
-def measure(n_unl: int, dim: int, repeats: int) -> dict[str, tuple[float, float]]:
+def measure(n_unl: int, n_lab: int, dim: int, repeats: int) -> dict[str, tuple[float, float]]:
     """Per mode, the median seconds of training and of the queue; modes alternate within a repeat."""
-    inputs = make_query_inputs(n_unl, dim=dim, random_state=0)
+    inputs = make_query_inputs(n_unl, dim=dim, n_lab=n_lab, random_state=0)
     z_lab, y_lab = torch.from_numpy(inputs["lb_emb"]), torch.from_numpy(inputs["lb_y"]).long()
     z_unl = torch.from_numpy(inputs["ulb_emb"])
     times: dict[str, list[tuple[float, float]]] = {mode: [] for mode in TRAINING_MODES}
@@ -52,17 +52,22 @@ def measure(n_unl: int, dim: int, repeats: int) -> dict[str, tuple[float, float]
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_training", description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000])
+    parser.add_argument("--labels", type=int, nargs="+", default=[200])
     parser.add_argument("--dim", type=int, default=1280)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    print("| pool | mode | train (s) | queue (s) | train + queue (s) | / head |")
-    print("|---:|---|---:|---:|---:|---:|")
+    print("| pool | labels | mode | train (s) | queue (s) | train + queue (s) | / head |")
+    print("|---:|---:|---|---:|---:|---:|---:|")
     for n_unl in args.sizes:
-        figures = measure(n_unl, args.dim, args.repeats)
-        baseline = sum(figures["head"])
-        for mode, (train, queue) in figures.items():
-            total = train + queue
-            print(f"| {n_unl:,} | {mode} | {train:.2f} | {queue:.2f} | {total:.2f} | {total / baseline:.2f} |")
+        for n_lab in args.labels:
+            figures = measure(n_unl, n_lab, args.dim, args.repeats)
+            baseline = sum(figures["head"])
+            for mode, (train, queue) in figures.items():
+                total = train + queue
+                print(
+                    f"| {n_unl:,} | {n_lab:,} | {mode} | {train:.2f} | {queue:.2f} | {total:.2f} "
+                    f"| {total / baseline:.2f} |"
+                )
 
 
 if __name__ == "__main__":

@@ -80,6 +80,7 @@ class StreamRun:
     policy: str
     seed: int
     training: str = "head"  # what each round trains (model.head.TRAINING_MODES)
+    head_epochs: int = 300  # its full-batch epochs per round
     n_labels: list[int] = field(default_factory=list)
     accuracy: list[float] = field(default_factory=list)
     served_first: int = 0  # labels whose task was the first unlabeled task of the latest queue
@@ -110,7 +111,7 @@ class _Stream:
         self.head: nn.Module | None = None
         self.first_of_queue: list[int] = []  # the queue of the latest round, pool indices
         self.rng = np.random.default_rng([seed, 1])
-        self.run = StreamRun(data.name, protocol.name, policy, seed, training)
+        self.run = StreamRun(data.name, protocol.name, policy, seed, training, self.head_config.epochs)
 
     def train(self) -> nn.Module | None:
         if not self.labeled:

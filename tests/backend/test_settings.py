@@ -142,4 +142,6 @@ def test_the_training_mode_is_read_and_the_settings_know_every_mode_of_the_model
     from model.head import TRAINING_MODES as MODEL_TRAINING_MODES
 
     assert TRAINING_MODES == MODEL_TRAINING_MODES
-    assert (Settings.from_env({"ALFAMIX_TRAINING": "projection"}).training, Settings().training) == ("projection", "head")
+    assert Settings.from_env({"ALFAMIX_TRAINING": "projection"}).training == "projection"
+    assert Settings().training == "head"
+    assert (Settings.from_env({"ALFAMIX_HEAD_EPOCHS": "40"}).head_epochs, Settings().head_epochs) == (40, None)

@@ -90,7 +90,8 @@ def test_unit_with_tiny_spread_over_the_labels_gets_no_large_weight() -> None:
 
 def test_each_training_mode_trains_its_head_and_an_unknown_one_is_refused() -> None:
     assert head_config_for("head", epochs=7) == HeadConfig(kind="linear", epochs=7)
-    assert head_config_for("projection") == HeadConfig(kind="mlp", hidden_dim=PROJECTION_DIM) and PROJECTION_DIM == 256
+    assert head_config_for("head") == HeadConfig(kind="linear", epochs=300)
+    assert head_config_for("projection") == HeadConfig(kind="mlp", hidden_dim=256, epochs=100) and PROJECTION_DIM == 256
     with pytest.raises(ModelInputError, match="training='full' should be one of head, projection"):
         head_config_for("full")
 
