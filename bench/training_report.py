@@ -4,8 +4,9 @@ Usage: ``python -m bench.training_report --json bench/out/training_*.json``
 
 One row per (dataset, policy, training, epochs): mean test accuracy over 0-200 labels (the
 average of a run's evaluation points, then of the seeds), final accuracy, and the paired gap
-to head-only training of the same policy and seeds. Runs of one key in a later file replace
-those of an earlier one.
+to head-only training of the same policy and seeds, and how many batches a run drew (new and
+stale ones: ALFA-Mix found candidates in the space it mixes in). Runs of one key in a later
+file replace those of an earlier one.
 """
 
 from __future__ import annotations
@@ -39,14 +40,19 @@ def _mean_accuracy(run: Run) -> float:
     return 100 * statistics.fmean(run["accuracy"])
 
 
+def _drawn(run: Run) -> int:
+    events = run.get("batch_events") or {}
+    return int(events.get("new", 0) + events.get("stale", 0))
+
+
 def format_table(runs: list[Run]) -> str:
     groups: dict[Key, dict[int, Run]] = {}
     for run in runs:
         groups.setdefault(_key(run), {})[run["seed"]] = run
     rows = [
         "| dataset | policy | training | epochs | seeds | mean acc (%) | final acc (%) | vs head, paired (points) "
-        "| seconds per run |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| batches drawn per run | seconds per run |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (dataset, policy, training, epochs), by_seed in sorted(groups.items()):
         head = groups.get((dataset, policy, "head", 300), {})
@@ -58,6 +64,7 @@ def format_table(runs: list[Run]) -> str:
             f"| {dataset} | {policy} | {training} | {epochs} | {len(seeds)} "
             f"| {statistics.fmean(_mean_accuracy(r) for r in seeds):.1f} "
             f"| {statistics.fmean(100 * r['accuracy'][-1] for r in seeds):.1f} | {gap} "
+            f"| {statistics.fmean(_drawn(r) for r in seeds):.1f} "
             f"| {statistics.median(r['seconds'] for r in seeds):.0f} |"
         )
     return "\n".join(rows)

@@ -33,7 +33,7 @@ def _run(training: str, seed: int, accuracy: list[float], **extra: Any) -> dict[
 def test_the_table_pairs_each_mode_with_head_only_on_the_same_seeds(tmp_path: Path) -> None:
     old = [_run("head", 0, [0.5, 0.7]), _run("head", 1, [0.6, 0.8])]  # written before head_epochs existed
     new = [
-        _run("projection", 0, [0.6, 0.8], head_epochs=100),
+        _run("projection", 0, [0.6, 0.8], head_epochs=100, batch_events={"new": 3, "stale": 2, "kept": 9}),
         _run("projection", 1, [0.6, 1.0], head_epochs=100),
         _run("projection", 2, [0.0, 0.0], head_epochs=100),  # no head-only run to pair with
         _run("head", 0, [0.5, 0.7], protocol="batch"),  # another protocol: left out
@@ -46,8 +46,8 @@ def test_the_table_pairs_each_mode_with_head_only_on_the_same_seeds(tmp_path: Pa
     # head: means 60 and 70 -> 65.0, finals 70 and 80 -> 75.0; projection: means 70, 80, 0 -> 50.0,
     # finals 80, 100, 0 -> 60.0, paired with seeds 0 and 1: +10 and +10.
     assert lines[2:] == [
-        "| toy | alfamix | head | 300 | 2 | 65.0 | 75.0 |  | 15 |",
-        "| toy | alfamix | projection | 100 | 3 | 50.0 | 60.0 | +10.0 | 20 |",
+        "| toy | alfamix | head | 300 | 2 | 65.0 | 75.0 |  | 0.0 | 15 |",
+        "| toy | alfamix | projection | 100 | 3 | 50.0 | 60.0 | +10.0 | 1.7 | 20 |",
     ]
     # The queue-policy report reads head-only runs alone.
     assert [run["training"] for run in load_head_runs([tmp_path / "b.json"])] == ["head"]
