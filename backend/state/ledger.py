@@ -6,7 +6,8 @@ Two hashes per project, values are JSON text:
     annotations  annotation id -> {"task", "result", "was_cancelled", "updated_at", "noted_at"}
 Labels are derived at round time from the project's label config, so a config change needs no
 rewrite. ``noted_at`` (when the backend learned of an entry) lets a sync that listed Label
-Studio while webhooks kept arriving keep what arrived after the listing began.
+Studio while webhooks kept arriving keep what arrived after the listing began; a tombstone
+(id -> when a webhook deleted it) keeps such a sync from bringing back what was deleted meanwhile.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ ANNOTATIONS = "annotations"
 LABELS = "labels"
 SYNCED = "synced"  # what was last listed from Label Studio, and when: {TASKS: t, LABELS: t}
 SKIPPED = "skipped"  # task id -> why its image could not be embedded
+DELETED = {TASKS: "deleted_tasks", ANNOTATIONS: "deleted_annotations"}  # id -> when a webhook deleted it
+TOMBSTONE_SECONDS = 3600.0  # a tombstone outlives any listing that began before its deletion
 _REDIS_CHUNK = 5_000  # fields per HSET/HDEL command
 
 
@@ -226,15 +229,20 @@ class LabelLedger:
             self.hashes.put(ANNOTATIONS, entries)
 
     def forget_annotations(self, annotation_ids: Iterable[int]) -> None:
-        self.hashes.remove(ANNOTATIONS, [str(i) for i in annotation_ids])
+        self._forget(ANNOTATIONS, [str(i) for i in annotation_ids])
 
     def forget_tasks(self, task_ids: Iterable[int]) -> None:
         gone = {int(i) for i in task_ids}
         if not gone:
             return
-        self.hashes.remove(TASKS, [str(i) for i in gone])
+        self._forget(TASKS, [str(i) for i in gone])
         annotations = self.hashes.read(ANNOTATIONS)
-        self.hashes.remove(ANNOTATIONS, [k for k, v in annotations.items() if json.loads(v)["task"] in gone])
+        self._forget(ANNOTATIONS, [k for k, v in annotations.items() if json.loads(v)["task"] in gone])
+
+    def _forget(self, name: str, keys: list[str]) -> None:
+        if keys:
+            self.hashes.put(DELETED[name], dict.fromkeys(keys, repr(time.time())))
+            self.hashes.remove(name, keys)
 
     # --- syncs against Label Studio --------------------------------------------------------
     def replace_tasks(self, tasks: Iterable[Mapping[str, Any]], listed_since: float) -> None:
@@ -272,11 +280,17 @@ class LabelLedger:
         # An entry noted before the listing began is one the listing saw, if it still exists:
         # Label Studio sends a webhook after the request's write committed (its api_webhook
         # decorator wraps the whole view; it does not set ATOMIC_REQUESTS). Across hosts this
-        # needs clocks in step (docs/deployment.md).
+        # needs clocks in step (docs/deployment.md). An entry deleted after the listing began may
+        # still be in it: its tombstone keeps it out.
         current = self.hashes.read(name)
         fresher = {key for key, value in current.items() if json.loads(value)["noted_at"] > listed_since}
+        tombstones = {key: float(when) for key, when in self.hashes.read(DELETED[name]).items()}
+        deleted_since = {key for key, when in tombstones.items() if when > listed_since}
         self.hashes.remove(name, [key for key in current if key not in listed and key not in fresher])
-        self.hashes.put(name, {key: value for key, value in listed.items() if key not in fresher})
+        self.hashes.put(name, {k: v for k, v in listed.items() if k not in fresher and k not in deleted_since})
+        expired = [key for key, when in tombstones.items() if when < listed_since - TOMBSTONE_SECONDS]
+        if expired:
+            self.hashes.remove(DELETED[name], expired)
 
     def _mark_synced(self, what: str, when: float) -> None:
         self.hashes.put(SYNCED, {what: repr(when)})

@@ -92,6 +92,31 @@ def test_a_sync_replaces_what_it_listed_but_keeps_what_webhooks_noted_meanwhile(
     assert ledger.synced_at("labels") is not None and ledger.synced_at("tasks") is None
 
 
+def test_a_sync_that_listed_before_a_delete_does_not_bring_it_back(ledger: LabelLedger) -> None:
+    ledger.note_tasks([task(1), task(2), task(3)])
+    ledger.note_annotations([annotation(10, 1, "cat"), annotation(11, 2, "dog"), annotation(12, 3, "cat")])
+    listing_started = time.time()
+    # Label Studio listed all three; then an annotator deleted 10 and a task went, before the sync wrote.
+    listed = [task(1, [annotation(10, 1, "cat")]), task(2, [annotation(11, 2, "dog")]), task(3, [annotation(12, 3, "cat")])]
+    ledger.apply_event("ANNOTATIONS_DELETED", {"annotations": [{"id": 10}]})
+    ledger.apply_event("TASKS_DELETED", {"tasks": [{"id": 3}]})
+    ledger.replace_annotations(listed, listed_since=listing_started)
+    ledger.replace_tasks(listed, listed_since=listing_started)
+    assert labels_by_task(ledger) == {1: [], 2: ["dog"]}
+    # A listing that began after the deletion is taken as it is.
+    ledger.replace_annotations([task(1, [annotation(13, 1, "bird")])], listed_since=time.time())
+    assert labels_by_task(ledger) == {1: ["bird"], 2: []}
+
+
+def test_tombstones_expire_an_hour_after_their_deletion(ledger: LabelLedger) -> None:
+    ledger.note_tasks([task(1), task(2)])
+    ledger.apply_event("TASKS_DELETED", {"tasks": [{"id": 1}]})
+    ledger.apply_event("TASKS_DELETED", {"tasks": [{"id": 2}]})
+    ledger.hashes.put("deleted_tasks", {"1": repr(time.time() - 3601)})
+    ledger.replace_tasks([], listed_since=time.time())
+    assert sorted(ledger.hashes.read("deleted_tasks")) == ["2"]
+
+
 def test_a_task_sync_drops_tasks_label_studio_no_longer_has(ledger: LabelLedger) -> None:
     ledger.note_tasks([task(1), task(2), task(3)])
     ledger.replace_tasks([task(2), task(4)], listed_since=time.time())
