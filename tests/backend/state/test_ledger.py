@@ -97,7 +97,11 @@ def test_a_sync_that_listed_before_a_delete_does_not_bring_it_back(ledger: Label
     ledger.note_annotations([annotation(10, 1, "cat"), annotation(11, 2, "dog"), annotation(12, 3, "cat")])
     listing_started = time.time()
     # Label Studio listed all three; then an annotator deleted 10 and a task went, before the sync wrote.
-    listed = [task(1, [annotation(10, 1, "cat")]), task(2, [annotation(11, 2, "dog")]), task(3, [annotation(12, 3, "cat")])]
+    listed = [
+        task(1, [annotation(10, 1, "cat")]),
+        task(2, [annotation(11, 2, "dog")]),
+        task(3, [annotation(12, 3, "cat")]),
+    ]
     ledger.apply_event("ANNOTATIONS_DELETED", {"annotations": [{"id": 10}]})
     ledger.apply_event("TASKS_DELETED", {"tasks": [{"id": 3}]})
     ledger.replace_annotations(listed, listed_since=listing_started)
