@@ -30,9 +30,9 @@ HeadKind = Literal["linear", "mlp"]
 # 256-d embedding layer).
 TRAINING_MODES = ("head", "projection")
 PROJECTION_DIM = 256
-# Full-batch epochs of each mode. A projection epoch costs about 25 times a linear head's
-# (1280 x 256 weights against 1280 x 10), and its test accuracy levels off by 50-100 epochs
-# (digits and Fashion-MNIST features, 50 and 200 random labels: within 0.4 points of 300).
+# Full-batch epochs of each mode. A projection has 25 times a linear head's weights (1280 x 256
+# against 1280 x 10), and its test accuracy levels off by 50-100 epochs (digits and
+# Fashion-MNIST features, 50 and 200 random labels: within 0.4 points of 300).
 DEFAULT_EPOCHS = {"head": 300, "projection": 100}
 # Logit of a class with no labeled example: e^-30 relative to a logit of 0.
 ABSENT_CLASS_LOGIT = -30.0
