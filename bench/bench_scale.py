@@ -55,7 +55,7 @@ import numpy as np
 import redis
 import requests
 
-from backend.state.files import ProjectStore
+from backend.state.files import FileProjectStore
 from devtools.annotators import create_annotators
 from devtools.backend_process import BackendProcesses
 from devtools.label_studio import LabelStudioServer
@@ -209,7 +209,7 @@ def prefill_cache(model_dir: Path, project_id: int, task_ids: np.ndarray, urls: 
     centres = rng.normal(0.0, 1.0, size=(len(DIGITS), DIM))  # (C, D)
     z = (centres[labels] + rng.normal(0.0, 0.6, size=(len(task_ids), DIM))).astype(np.float32)  # (N, D)
     order = np.argsort(task_ids)
-    cache = ProjectStore(model_dir, project_id).embeddings(ENCODER_KEY)
+    cache = FileProjectStore(model_dir, project_id).embeddings(ENCODER_KEY)
     cache.add(task_ids[order], z[order], [urls[i] for i in order])
     return labels
 
