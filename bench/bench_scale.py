@@ -1,13 +1,14 @@
 """Rounds that cost what changed: the service against a real Label Studio 1.23.2 at 1k to 100k tasks.
 
 Usage: ``OMP_WAIT_POLICY=PASSIVE python -m bench.bench_scale --tasks 1000 10000 100000 --repeats 5
-[--database sqlite] [--label-studio-env NAME=VALUE ...] [--redis-db 6]``
+[--database sqlite] [--label-studio-env NAME=VALUE ...] [--backend-env NAME=VALUE ...] [--dim 64]
+[--redis-db 6]``
 
 Per size N, on a fresh Label Studio server:
 1. N tasks ``{"image": "http://127.0.0.1:9/img/<i>.png"}`` are imported as JSON (10,000 per
    request); the answer's ``task_ids`` give the ids (spot-checked against the stored tasks);
 2. the backend's embedding cache is written before the backend ever sees the project: one
-   part of N random 64-dimensional embeddings drawn around 10 class centres, under the key
+   part of N random 64-dimensional (``--dim``) embeddings drawn around 10 class centres, under the key
    ``resnet18-random`` (ALFAMIX_ENCODER=resnet18, ALFAMIX_ENCODER_WEIGHTS=none), with the
    tasks' exact image URLs as sources, so nothing is downloaded or embedded;
 3. **/next without the backend** (the project's default sampling);
@@ -90,14 +91,27 @@ def main() -> None:
         metavar="NAME=VALUE",
         help="extra settings of the Label Studio server, e.g. a feature flag; the results' key names them",
     )
+    parser.add_argument(
+        "--backend-env",
+        nargs="*",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra settings of the backend, e.g. ALFAMIX_TRAINING=projection; the results' key names them",
+    )
+    parser.add_argument("--dim", type=int, default=DIM, help="dimensions of the prefilled embeddings")
     parser.add_argument("--redis-db", type=int, default=REDIS_DB, help="flushed first; no other user may share it")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
     for n_tasks in args.tasks:
         extra_env = dict(item.split("=", 1) for item in args.label_studio_env)
+        backend_env = dict(item.split("=", 1) for item in args.backend_env)
         name = f"{args.database}-{n_tasks}" + "".join(f"+{key}" for key in extra_env)
-        results[name] = run_size(name, n_tasks, args.repeats, args.database, args.redis_db, extra_env)
+        name += "".join(f"+{key}={value}" for key, value in backend_env.items())
+        name += f"+dim={args.dim}" if args.dim != DIM else ""
+        results[name] = run_size(
+            name, n_tasks, args.repeats, args.database, args.redis_db, extra_env, backend_env, args.dim
+        )
         OUT.parent.mkdir(parents=True, exist_ok=True)
         OUT.write_text(json.dumps(results, indent=1))
         log.info("%s: %s", name, json.dumps(results[name]))
@@ -105,7 +119,14 @@ def main() -> None:
 
 
 def run_size(
-    name: str, n_tasks: int, repeats: int, database: str, redis_db: int, extra_env: dict[str, str] | None = None
+    name: str,
+    n_tasks: int,
+    repeats: int,
+    database: str,
+    redis_db: int,
+    extra_env: dict[str, str] | None = None,
+    backend_env: dict[str, str] | None = None,
+    dim: int = DIM,
 ) -> dict[str, Any]:
     timeout = min(1800.0, 300 + n_tasks / 50)  # seconds for one wait: 320 s at 1k, 1800 s at 100k
     result: dict[str, Any] = {
@@ -113,6 +134,8 @@ def run_size(
         "repeats": repeats,
         "database": database,
         "label_studio_env": extra_env or {},
+        "backend_env": backend_env or {},
+        "dim": dim,
         "load_before": os.getloadavg(),
     }
     with (
@@ -127,7 +150,7 @@ def run_size(
         started = time.perf_counter()
         task_ids = import_tasks(project, urls)
         result["import_seconds"] = round(time.perf_counter() - started, 1)
-        labels = prefill_cache(Path(folder) / "model", project.project_id, task_ids, urls)
+        labels = prefill_cache(Path(folder) / "model", project.project_id, task_ids, urls, dim)
         truth = dict(zip(task_ids.tolist(), labels.tolist(), strict=True))
         result["next_without"] = time_next(project, [a.session() for a in annotators[:NEXT_CALLS]])
         locks_expire = time.monotonic() + LOCK_TTL
@@ -141,6 +164,7 @@ def run_size(
             "ALFAMIX_ENCODER": "resnet18",
             "ALFAMIX_ENCODER_WEIGHTS": "none",
             "LOG_LEVEL": "INFO",
+            **(backend_env or {}),
         }
         with BackendProcesses(Path(folder), env, workers=1) as backend:
             try:
@@ -202,12 +226,12 @@ def import_tasks(project: Project, urls: list[str]) -> np.ndarray:
     return np.asarray(ids, dtype=np.int64)
 
 
-def prefill_cache(model_dir: Path, project_id: int, task_ids: np.ndarray, urls: list[str]) -> np.ndarray:
+def prefill_cache(model_dir: Path, project_id: int, task_ids: np.ndarray, urls: list[str], dim: int) -> np.ndarray:
     """Writes the embeddings the backend would compute: 10 Gaussian clusters; returns each task's class."""
     rng = np.random.default_rng(0)
     labels = rng.integers(0, len(DIGITS), size=len(task_ids))  # (N,)
-    centres = rng.normal(0.0, 1.0, size=(len(DIGITS), DIM))  # (C, D)
-    z = (centres[labels] + rng.normal(0.0, 0.6, size=(len(task_ids), DIM))).astype(np.float32)  # (N, D)
+    centres = rng.normal(0.0, 1.0, size=(len(DIGITS), dim))  # (C, D)
+    z = (centres[labels] + rng.normal(0.0, 0.6, size=(len(task_ids), dim))).astype(np.float32)  # (N, D)
     order = np.argsort(task_ids)
     cache = FileProjectStore(model_dir, project_id).embeddings(ENCODER_KEY)
     cache.add(task_ids[order], z[order], [urls[i] for i in order])
@@ -346,6 +370,8 @@ def markdown(results: dict[str, Any]) -> str:
             continue
         rss = r["rss_mib"]
         database = r["database"] + "".join(f" +{name}" for name in r.get("label_studio_env", {}))
+        database += "".join(f" +{key}={value}" for key, value in r.get("backend_env", {}).items())
+        database += f" +dim={r['dim']}" if r.get("dim", DIM) != DIM else ""
         rows.append(
             f"| {r['tasks']} | {database} | {_pair(r['annotation_to_next'])} "
             f"| {_pair(r['next_without']['fresh'])} | {_pair(r['next_with']['fresh'])} "

@@ -3,6 +3,7 @@ and the two listings return, and that a sync repairs changes no webhook reported
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,33 @@ def test_a_sync_lists_labeled_tasks_only_and_repairs_what_no_webhook_reported(
     assert repaired.labeled_listed == 2
     assert labels_of(ledger) == {second: ["7"], third: ["3"]}
     assert ledger.counts() == LedgerCounts(tasks=N_TASKS, annotations=2)
+
+
+def test_a_listing_made_before_a_deletion_does_not_bring_the_deleted_label_back(
+    server: LabelStudioServer, tmp_path: Path
+) -> None:
+    project, created = placeholder_project(server, f"ledger deletion race {server.database}", 4)
+    ids = {}
+    for task_id, label in zip(created[:2], ("1", "2"), strict=True):
+        annotation = project.api("POST", f"/api/tasks/{task_id}/annotations/", json={"result": choice_result([label])})
+        ids[task_id] = annotation["id"]
+    client = LabelStudioClient(server.url, server.api_key)
+    ledger = LabelLedger(FileHashes(tmp_path / "ledger"))
+    sync_ledger(client, client.get_project(project.project_id), ledger, every=300.0)
+    assert labels_of(ledger) == {created[0]: ["1"], created[1]: ["2"]}
+
+    # A job's sync lists the labeled tasks; an annotator deletes a label and its webhook
+    # (the recorded ANNOTATIONS_DELETED shape) arrives; only then does the sync write.
+    listing_started = time.time()
+    listed = list(client.iter_labeled_tasks(project.project_id))
+    project.api("DELETE", f"/api/annotations/{ids[created[0]]}/")
+    ledger.apply_event("ANNOTATIONS_DELETED", {"annotations": [{"id": ids[created[0]]}]})
+    ledger.replace_annotations(listed, listed_since=listing_started)
+    assert labels_of(ledger) == {created[1]: ["2"]}
+
+    # The next sync agrees with Label Studio's counters: nothing to list, nothing to repair.
+    later = sync_ledger(client, client.get_project(project.project_id), ledger, every=300.0)
+    assert later.labeled_listed is None and ledger.counts() == LedgerCounts(tasks=4, annotations=1)
 
 
 def test_a_rotated_token_fails_with_the_hint_and_without_the_token(label_studio: LabelStudioServer) -> None:
