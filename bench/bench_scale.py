@@ -106,9 +106,9 @@ def main() -> None:
     for n_tasks in args.tasks:
         extra_env = dict(item.split("=", 1) for item in args.label_studio_env)
         backend_env = dict(item.split("=", 1) for item in args.backend_env)
-        name = f"{args.database}-{n_tasks}" + "".join(f"+{key}" for key in extra_env)
-        name += "".join(f"+{key}={value}" for key, value in backend_env.items())
-        name += f"+dim={args.dim}" if args.dim != DIM else ""
+        name = f"{args.database}-{n_tasks}" + "".join(
+            f"+{tag}" for tag in variant_tags(extra_env, backend_env, args.dim)
+        )
         results[name] = run_size(
             name, n_tasks, args.repeats, args.database, args.redis_db, extra_env, backend_env, args.dim
         )
@@ -116,6 +116,13 @@ def main() -> None:
         OUT.write_text(json.dumps(results, indent=1))
         log.info("%s: %s", name, json.dumps(results[name]))
     print(markdown(results))
+
+
+def variant_tags(label_studio_env: dict[str, str], backend_env: dict[str, str], dim: int) -> list[str]:
+    """What sets a run apart from the plain one, for its key and its table row."""
+    tags = list(label_studio_env)  # Label Studio settings by name (feature flags: the value is "true")
+    tags += [f"{key}={value}" for key, value in backend_env.items()]
+    return tags + ([f"dim={dim}"] if dim != DIM else [])
 
 
 def run_size(
@@ -369,9 +376,8 @@ def markdown(results: dict[str, Any]) -> str:
         if "annotation_to_next" not in r:
             continue
         rss = r["rss_mib"]
-        database = r["database"] + "".join(f" +{name}" for name in r.get("label_studio_env", {}))
-        database += "".join(f" +{key}={value}" for key, value in r.get("backend_env", {}).items())
-        database += f" +dim={r['dim']}" if r.get("dim", DIM) != DIM else ""
+        tags = variant_tags(r.get("label_studio_env", {}), r.get("backend_env", {}), r.get("dim", DIM))
+        database = r["database"] + "".join(f" +{tag}" for tag in tags)
         rows.append(
             f"| {r['tasks']} | {database} | {_pair(r['annotation_to_next'])} "
             f"| {_pair(r['next_without']['fresh'])} | {_pair(r['next_with']['fresh'])} "

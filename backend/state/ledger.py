@@ -287,7 +287,8 @@ class LabelLedger:
         tombstones = {key: float(when) for key, when in self.hashes.read(DELETED[name]).items()}
         deleted_since = {key for key, when in tombstones.items() if when > listed_since}
         self.hashes.remove(name, [key for key in current if key not in listed and key not in fresher])
-        self.hashes.put(name, {k: v for k, v in listed.items() if k not in fresher and k not in deleted_since})
+        stale = fresher | deleted_since  # the webhook's word is newer than the listing's
+        self.hashes.put(name, {key: value for key, value in listed.items() if key not in stale})
         expired = [key for key, when in tombstones.items() if when < listed_since - TOMBSTONE_SECONDS]
         if expired:
             self.hashes.remove(DELETED[name], expired)
