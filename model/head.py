@@ -72,7 +72,7 @@ def train_head(
     with torch.random.fork_rng(devices=[z_lab.device] if z_lab.device.type == "cuda" else []):
         torch.manual_seed(random_state)
         head = build_head(z_lab.shape[1], n_classes, config).to(z_lab.device)
-    class_weight = _class_weights(y_lab, n_classes) if config.balance_classes else None
+    class_weight = class_weights(y_lab, n_classes) if config.balance_classes else None
     # Adam's weight_decay adds wd * w to the gradient of the mean loss: wd = l2 / L matches l2 on the sum.
     weight_decay = config.l2 / len(z_lab)
     weights = [p for name, p in head.named_parameters() if name.endswith("weight")]
@@ -157,7 +157,7 @@ def _switch_off_absent_classes(head: nn.Module, y_lab: torch.Tensor, n_classes: 
         last.bias[absent] = ABSENT_CLASS_LOGIT
 
 
-def _class_weights(y_lab: torch.Tensor, n_classes: int) -> torch.Tensor:
+def class_weights(y_lab: torch.Tensor, n_classes: int) -> torch.Tensor:
     """Balanced weights L / (n_present * count_c); absent classes get 0 (they have no loss term)."""
     counts = torch.bincount(y_lab, minlength=n_classes).float()  # (C,)
     present = counts > 0
