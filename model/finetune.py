@@ -213,7 +213,7 @@ class _LiteHeadConv(nn.Module):
 class _ViTTokens(nn.Module):
     """Patches, class token and position embedding: the input of the first encoder layer."""
 
-    def __init__(self, vit: nn.Module) -> None:
+    def __init__(self, vit: VisionTransformer) -> None:
         super().__init__()
         self.vit = vit
 
@@ -246,7 +246,7 @@ def _split_lite(net: EfficientNet, n_blocks: int) -> EncoderSplit:
     )
 
 
-def _split_resnet(resnet: nn.Module, n_blocks: int) -> EncoderSplit:
+def _split_resnet(resnet: ResNet, n_blocks: int) -> EncoderSplit:
     named = [
         (f"layer{stage}.{i}", block)
         for stage in range(1, 5)
@@ -263,7 +263,7 @@ def _split_resnet(resnet: nn.Module, n_blocks: int) -> EncoderSplit:
     )
 
 
-def _split_vit(vit: nn.Module, n_blocks: int) -> EncoderSplit:
+def _split_vit(vit: VisionTransformer, n_blocks: int) -> EncoderSplit:
     layers = list(vit.encoder.layers.named_children())
     _check_blocks(n_blocks, len(layers))
     cut = len(layers) - n_blocks
