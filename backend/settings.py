@@ -12,11 +12,14 @@ from backend.errors import SettingsError
 
 T = TypeVar("T", int, float)
 
-ENCODER_NAMES = ("efficientnet_lite0", "resnet18", "resnet50", "vit_b_16")
+# Blocks each encoder has for ALFAMIX_FINETUNE_BLOCKS (model.finetune.split_encoder counts the same; a test checks).
+ENCODER_BLOCKS = {"efficientnet_lite0": 16, "resnet18": 8, "resnet50": 16, "vit_b_16": 12}
+ENCODER_NAMES = tuple(ENCODER_BLOCKS)
 DEVICES = ("auto", "cpu", "cuda")
 # model.alfamix.stream.STRATEGIES, repeated so that reading settings never imports torch (a test checks).
 STRATEGIES = ("alfamix", "random", "entropy", "margin", "coreset")
-TRAINING_MODES = ("head", "projection")  # model.head.TRAINING_MODES, repeated for the same reason
+# model.head.TRAINING_MODES, repeated for the same reason, and "finetune" (backend/pipeline/finetuning.py).
+TRAINING_MODES = ("head", "projection", "finetune")
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,18 @@ class Settings:
     # at 10 labels per second when rounds take 5 s, and a prune job deletes them in about 5 s.
     queue_head: int = 50
     # ALFAMIX_TRAINING: what a round trains on the frozen embeddings: "head" (linear) or "projection"
-    # (a 256-d layer and a linear head; ALFA-Mix mixes in the projected space).
+    # (a 256-d layer and a linear head; ALFA-Mix mixes in the projected space); "finetune": a linear
+    # head, and every finetune_every labels the encoder's last blocks are fine-tuned (meant for CUDA).
     training: str = "head"
+    finetune_every: int = 100  # ALFAMIX_FINETUNE_EVERY: labeled tasks between two fine-tunings
+    finetune_blocks: int = 1  # ALFAMIX_FINETUNE_BLOCKS: encoder blocks trained, from the last one
+    finetune_epochs: int = 10  # ALFAMIX_FINETUNE_EPOCHS
+    # ALFAMIX_FINETUNE_MAX_LABELS: labeled tasks a fine-tuning downloads at most (a random sample
+    # beyond): their frozen prefix features stay in host memory while the last blocks train.
+    finetune_max_labels: int = 2000
+    # ALFAMIX_GPU_MEMORY_FRACTION: share of the GPU's memory this process may take; a fine-tuning
+    # that needs more stops, logs it, and rounds go on training the head only.
+    gpu_memory_fraction: float = 0.5
     # ALFAMIX_HEAD_EPOCHS: full-batch training steps of the head; None: the mode's own
     # (model.head.DEFAULT_EPOCHS: 300 for "head", 100 for "projection").
     head_epochs: int | None = None
@@ -83,6 +96,7 @@ class Settings:
             raise SettingsError(f"LABEL_STUDIO_URL={url!r} must start with http:// or https://")
         weights = env.text("ALFAMIX_ENCODER_WEIGHTS", "DEFAULT")
         root = env.text("LOCAL_FILES_DOCUMENT_ROOT")
+        encoder = env.choice("ALFAMIX_ENCODER", "efficientnet_lite0", ENCODER_NAMES)
         return cls(
             label_studio_url=url.rstrip("/") if url else None,
             label_studio_api_key=env.text("LABEL_STUDIO_API_KEY"),
@@ -93,7 +107,7 @@ class Settings:
             host=env.text("HOST", "0.0.0.0") or "0.0.0.0",
             port=env.integer("PORT", 9090, low=1, high=65535),
             log_level=env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
-            encoder=env.choice("ALFAMIX_ENCODER", "efficientnet_lite0", ENCODER_NAMES),
+            encoder=encoder,
             encoder_weights=None if (weights or "").lower() == "none" else weights,
             device=env.choice("ALFAMIX_DEVICE", "auto", DEVICES),
             n_query=env.integer("ALFAMIX_BATCH_SIZE", 100, low=1, high=100_000),
@@ -102,6 +116,11 @@ class Settings:
             queue_head=env.integer("ALFAMIX_QUEUE_HEAD", 50, low=1, high=1_000_000),
             training=env.choice("ALFAMIX_TRAINING", "head", TRAINING_MODES),
             head_epochs=env.integer("ALFAMIX_HEAD_EPOCHS", 0, low=1, high=1_000_000) or None,
+            finetune_every=env.integer("ALFAMIX_FINETUNE_EVERY", 100, low=1, high=1_000_000),
+            finetune_blocks=env.integer("ALFAMIX_FINETUNE_BLOCKS", 1, low=1, high=ENCODER_BLOCKS[encoder]),
+            finetune_epochs=env.integer("ALFAMIX_FINETUNE_EPOCHS", 10, low=1, high=1000),
+            finetune_max_labels=env.integer("ALFAMIX_FINETUNE_MAX_LABELS", 2000, low=10, high=1_000_000),
+            gpu_memory_fraction=env.number("ALFAMIX_GPU_MEMORY_FRACTION", 0.5, low=0.05, high=1.0),
             embed_batch_size=env.integer("ALFAMIX_EMBED_BATCH_SIZE", 64, low=1, high=4096),
             download_timeout=env.number("ALFAMIX_DOWNLOAD_TIMEOUT", 30.0, low=0.1, high=600.0),
             max_image_bytes=env.integer("ALFAMIX_MAX_IMAGE_BYTES", 32 * 1024 * 1024, low=1024, high=1 << 34),

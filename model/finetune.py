@@ -16,7 +16,7 @@ would give noisy statistics, and the pool is re-embedded with the ones the encod
 Example::
 
     split = split_encoder(encoder, n_blocks=1)
-    state = finetune_encoder(encoder, [x_lab], y_lab, n_classes=10)  # x_lab: (L, 3, 224, 224)
+    state = finetune_encoder(encoder, [(x_lab, y_lab)], n_classes=10)  # x_lab: (L, 3, 224, 224)
     tuned = tuned_encoder(encoder, state)  # an Encoder whose last block learned from the labels
 """
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -95,8 +95,7 @@ def prefix_features(
 
 def finetune_encoder(
     encoder: Encoder,
-    image_batches: Iterable[torch.Tensor],
-    y_lab: torch.Tensor,
+    labeled_batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     n_classes: int,
     config: FinetuneConfig = FinetuneConfig(),
     device: torch.device | str = "cpu",
@@ -105,18 +104,24 @@ def finetune_encoder(
     """Fine-tune a copy of ``encoder``'s last blocks on labeled images; returns their state
     entries (CPU tensors) for :func:`tuned_encoder`. ``encoder`` itself is left unchanged.
 
-    ``image_batches`` yields preprocessed (b, 3, H, W) batches whose rows match ``y_lab`` (L,).
-    A CUDA out-of-memory error propagates: the caller decides what to fall back to.
+    ``labeled_batches`` yields (x, y): preprocessed (b, 3, H, W) images and their (b,) int64
+    labels, so that a caller can decode images one batch at a time. A CUDA out-of-memory
+    error propagates: the caller decides what to fall back to.
     """
     device = torch.device(device)
     module = copy.deepcopy(encoder.module)
     split = split_encoder(dataclasses.replace(encoder, module=module), config.n_blocks)
-    features = prefix_features(split, image_batches, device)  # (L, ...)
-    if y_lab.shape != (len(features),) or y_lab.dtype != torch.int64:
-        raise ModelInputError(
-            f"y_lab should be int64 of shape ({len(features)},) like the images, got {y_lab.dtype} {tuple(y_lab.shape)}"
-        )
-    train_tail(split, features, y_lab, n_classes, config, device, random_state)
+    labels: list[torch.Tensor] = []
+
+    def images() -> Iterator[torch.Tensor]:
+        for x, y in labeled_batches:
+            if y.shape != (len(x),) or y.dtype != torch.int64:
+                raise ModelInputError(f"labels should be int64 of shape ({len(x)},), got {y.dtype} {tuple(y.shape)}")
+            labels.append(y)
+            yield x  # (b, 3, H, W)
+
+    features = prefix_features(split, images(), device)  # (L, ...)
+    train_tail(split, features, torch.cat(labels), n_classes, config, device, random_state)
     return tuned_state(module, split)
 
 
@@ -192,26 +197,22 @@ class _GlobalAvgPool(nn.Module):
         return x.mean(dim=(2, 3))  # (B, C, H, W) -> (B, C)
 
 
-class _LiteStem(nn.Module):
-    def __init__(self, net: EfficientNet) -> None:
+class _ConvBnAct(nn.Module):
+    """EfficientNet-Lite's stem and head convolution: convolution, batch norm, ReLU6."""
+
+    def __init__(self, conv: nn.Module, bn: nn.Module, act: nn.Module) -> None:
         super().__init__()
-        self.net = net
+        self.conv, self.bn, self.act = conv, bn, act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net._swish(self.net._bn0(self.net._conv_stem(x)))
-
-
-class _LiteHeadConv(nn.Module):
-    def __init__(self, net: EfficientNet) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net._swish(self.net._bn1(self.net._conv_head(x)))
+        return self.act(self.bn(self.conv(x)))
 
 
 class _ViTTokens(nn.Module):
-    """Patches, class token and position embedding: the input of the first encoder layer."""
+    """Patches, class token and position embedding: the input of the first encoder layer.
+
+    Holds the whole ViT for its ``_process_input``; it only ever sits in a prefix, which never trains.
+    """
 
     def __init__(self, vit: VisionTransformer) -> None:
         super().__init__()
@@ -239,8 +240,8 @@ def _split_lite(net: EfficientNet, n_blocks: int) -> EncoderSplit:
     _check_blocks(n_blocks, len(blocks))
     cut = len(blocks) - n_blocks
     return EncoderSplit(
-        prefix=_Steps([_LiteStem(net), *blocks[:cut]]),
-        tail=_Steps([*blocks[cut:], _LiteHeadConv(net), _GlobalAvgPool()]),
+        prefix=_Steps([_ConvBnAct(net._conv_stem, net._bn0, net._swish), *blocks[:cut]]),
+        tail=_Steps([*blocks[cut:], _ConvBnAct(net._conv_head, net._bn1, net._swish), _GlobalAvgPool()]),
         tail_names=(*(f"net._blocks.{i}" for i in range(cut, len(blocks))), "net._conv_head", "net._bn1"),
         n_blocks_available=len(blocks),
     )

@@ -75,7 +75,9 @@ class StatusResponse(BaseModel):
     project: int
     live_model_version: str | None
     live_since: float | None  # unix time the live version went live
-    jobs: dict[str, bool]  # round_pending, embed_pending, prune_pending, secure_webhooks_pending, running
+    jobs: dict[
+        str, bool
+    ]  # round_pending, embed_pending, finetune_pending, prune_pending, secure_webhooks_pending, running
     stage: dict[str, Any] | None  # the running job's {"name", "done", "total"}; names: reading, embedding, ...
     behind: bool  # round requests no finished round covers yet (the catch-up will ask again)
     counts: dict[str, int]  # tasks, labeled, ranked (in the queue), skipped (image problems), as of the last round
@@ -85,5 +87,6 @@ class StatusResponse(BaseModel):
     pool_accuracy: dict[str, Any] | None
     strategy: str  # ALFAMIX_STRATEGY of the latest round
     training: str  # ALFAMIX_TRAINING of the latest round
+    encoder_version: str | None  # the fine-tuned encoder the latest round ranked with; None: pretrained
     n_rounds: int  # rounds ended, done and failed
     rounds: list[dict[str, Any]]  # the latest RECENT_ROUNDS (50) round records, oldest first

@@ -51,7 +51,7 @@ td, th {{ border-bottom: 1px solid #ddd; padding: 0.3rem 0.6rem; }}
 {counts.get("ranked", 0):,} ranked in the queue, {counts.get("skipped", 0):,} skipped (image problems)</dd>
 <dt>Is labeling more worth it?</dt><dd id="stop-signal">{esc(status.stop_signal)}</dd>
 <dt>Queue strategy</dt><dd id="strategy">{esc(status.strategy)}</dd>
-<dt>Training</dt><dd id="training">{esc(status.training)}</dd>
+<dt>Training</dt><dd id="training">{esc(_training(status.training, status.encoder_version))}</dd>
 <dt>Accuracy on the whole pool</dt><dd id="pool-accuracy">{_pool_accuracy(status.pool_accuracy)}</dd>
 </dl>
 <h2>Learning curve</h2>
@@ -76,11 +76,17 @@ def _history_row(record: RoundRecord) -> str:
     detail = esc((record.error or "")[:120]) if not record.done else ""
     return (
         f'<tr class="{esc(record.status)}"><td>{esc(record.model_version or "-")}</td><td>{finished}</td>'
-        f"<td>{record.n_labeled_tasks}</td><td>{esc(record.strategy or '')}</td><td>{esc(record.training or '')}</td>"
+        f"<td>{record.n_labeled_tasks}</td><td>{esc(record.strategy or '')}</td>"
+        f"<td>{esc(_training(record.training, record.encoder_version))}</td>"
         f"<td>{esc(_batch(record))}</td><td>{_percent(record.prelabel_accuracy)}</td>"
         f"<td>{_percent(record.head_agreement)}</td><td>{seconds:.1f}</td>"
         f"<td>{esc(record.status)} {detail}</td></tr>\n"
     )
+
+
+def _training(training: str | None, encoder_version: str | None) -> str:
+    """ "head", or "finetune, encoder ft2-20261202120000" once a fine-tuned encoder ranks the queue."""
+    return f"{training or ''}, encoder {encoder_version}" if encoder_version else training or ""
 
 
 def _batch(record: RoundRecord) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 import time
@@ -18,15 +19,20 @@ from backend.labelstudio.annotations import TaskRecord
 from backend.labelstudio.media import MediaFetcher, decode_image
 from backend.settings import Settings
 from backend.state.embeddings import EmbeddingCache
+from backend.state.lru import LRUCache
+from backend.state.store import ProjectStore
 from model.backbone import Encoder, build_encoder
 from model.embedding import embed_images, pick_device
+from model.finetune import tuned_encoder
 
 logger = logging.getLogger(__name__)
 
 CHUNK_TASKS = 256  # tasks downloaded and embedded per cache part: a crash loses at most one chunk
 DOWNLOAD_THREADS = 8
 
+TUNED_ENCODERS_KEPT = 2  # fine-tuned encoders kept in memory: the newest of a busy project, and one more
 _loaded: dict[tuple[str, str | None, str], EncoderRuntime] = {}
+_tuned: LRUCache[tuple[int, str], EncoderRuntime] = LRUCache(TUNED_ENCODERS_KEPT)
 _loading = threading.Lock()
 
 
@@ -79,8 +85,27 @@ def load_encoder(settings: Settings) -> EncoderRuntime:
             with torch.random.fork_rng():
                 torch.manual_seed(0)  # random-init encoders must agree across processes
                 encoder = build_encoder(settings.encoder, settings.encoder_weights)
-            _loaded[key] = EncoderRuntime(encoder, pick_device(settings.device), settings.embed_batch_size)
+            device = pick_device(settings.device)
+            if device.type == "cuda":  # bounds embedding and fine-tuning alike; beyond it, OutOfMemoryError
+                torch.cuda.set_per_process_memory_fraction(settings.gpu_memory_fraction, device)
+            _loaded[key] = EncoderRuntime(encoder, device, settings.embed_batch_size)
         return _loaded[key]
+
+
+def load_tuned_encoder(settings: Settings, store: ProjectStore, encoder_version: str | None) -> EncoderRuntime:
+    """The pretrained encoder (None), or a fine-tuned version of it as the project's store keeps it:
+    a restarted worker resumes from the stored weights."""
+    base = load_encoder(settings)
+    if encoder_version is None:
+        return base
+    key = (store.project_id, encoder_version)
+    with _loading:
+        if (runtime := _tuned.get(key)) is None:
+            raw = store.load_encoder(encoder_version)
+            state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+            runtime = _tuned.put(key, EncoderRuntime(tuned_encoder(base.encoder, state), base.device, base.batch_size))
+            logger.info("project %s: fine-tuned encoder %s loaded from the store", store.project_id, encoder_version)
+        return runtime
 
 
 def missing_tasks(records: Sequence[TaskRecord], cache: EmbeddingCache) -> list[TaskRecord]:
@@ -119,7 +144,7 @@ def embed_missing(
     with ThreadPoolExecutor(DOWNLOAD_THREADS) as pool:
         for start in range(0, len(todo), CHUNK_TASKS):
             chunk = todo[start : start + CHUNK_TASKS]
-            images = list(pool.map(lambda r: _load_image(project_id, r, fetcher, max_pixels, report), chunk))
+            images = list(pool.map(lambda r: load_image(project_id, r, fetcher, max_pixels, report), chunk))
             kept = [(record, image) for record, image in zip(chunk, images, strict=True) if image is not None]
             if kept:
                 z = runtime.embed([image for _, image in kept])  # (n, D)
@@ -147,7 +172,7 @@ def embed_missing(
     return report
 
 
-def _load_image(
+def load_image(
     project_id: int, record: TaskRecord, fetcher: MediaFetcher, max_pixels: int, report: EmbedReport
 ) -> Image.Image | None:
     assert record.image_url is not None

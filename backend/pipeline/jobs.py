@@ -9,7 +9,14 @@ from typing import Any
 
 from backend.labelstudio.webhooks import secure_webhooks
 from backend.pipeline.context import Context
-from backend.pipeline.embedder import embed_missing, encoder_key, load_encoder, spread
+from backend.pipeline.embedder import embed_missing, load_tuned_encoder, spread
+from backend.pipeline.finetuning import (
+    finetune_due,
+    finetune_encoder_version,
+    newest_encoder,
+    sample_labeled,
+    space_key,
+)
 from backend.pipeline.rounds import StageReporter, ignore_stage, prune_predictions, read_ledger, run_round
 from backend.state.records import Stage
 
@@ -17,8 +24,10 @@ EMBED_JOB_TASKS = 2048  # tasks one embed job takes on before it yields to pendi
 
 
 def round_job(context: Context, project_id: int, stage: StageReporter = ignore_stage) -> dict[str, Any]:
-    """One active-learning round; its result is the round's record."""
-    return run_round(context, project_id, stage).to_dict()
+    """One active-learning round; its result is the round's record, and whether a fine-tuning is due."""
+    record = run_round(context, project_id, stage)
+    due = finetune_due(context.store(project_id), context.settings, record.n_labeled_tasks)
+    return {**record.to_dict(), "finetune_due": due}
 
 
 def embed_job(context: Context, project_id: int, stage: StageReporter = ignore_stage) -> dict[str, Any]:
@@ -29,11 +38,14 @@ def embed_job(context: Context, project_id: int, stage: StageReporter = ignore_s
     settings = context.settings
     ledger, _, snapshot, _ = read_ledger(context, project_id)
     store = context.store(project_id)
+    # With a fine-tuned encoder, the pool is re-embedded in its space; rounds move there once it is filled.
+    newest = newest_encoder(store, settings)
+    version = newest["version"] if newest else None
     report = embed_missing(
         project_id,
         spread(snapshot.tasks, project_id),
-        store.embeddings(encoder_key(settings)),
-        load_encoder(settings),
+        store.embeddings(space_key(settings, version)),
+        load_tuned_encoder(settings, store, version),
         context.fetcher,
         settings.max_image_pixels,
         progress=lambda done, total: stage(Stage.EMBEDDING, done, total),
@@ -48,7 +60,22 @@ def embed_job(context: Context, project_id: int, stage: StageReporter = ignore_s
         "n_left": report.left,
         "more": report.left > 0,
         "needs_queue": report.embedded > 0 and store.live() is None,
+        "space_filled": version is not None and report.embedded > 0 and report.left == 0,
     }
+
+
+def finetune_job(context: Context, project_id: int, stage: StageReporter = ignore_stage) -> dict[str, Any]:
+    """Fine-tune the encoder's last blocks on the labeled images, when ALFAMIX_FINETUNE_EVERY labeled
+    tasks came since the last fine-tuning; "encoder_version" asks embed jobs to re-embed the pool."""
+    stage(Stage.READING)
+    settings = context.settings
+    _, spec, snapshot, _ = read_ledger(context, project_id)
+    labeled = [t for t in snapshot.labeled if t.image_url is not None]
+    if not finetune_due(context.store(project_id), settings, len(labeled)):
+        return {"status": "skipped", "reason": "not due"}
+    stage(Stage.FINETUNING)
+    sample = sample_labeled(labeled, settings.finetune_max_labels, project_id)
+    return finetune_encoder_version(context, project_id, sample, len(spec.labels), len(labeled))
 
 
 def prune_job(context: Context, project_id: int, stage: StageReporter = ignore_stage) -> dict[str, Any]:

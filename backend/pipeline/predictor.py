@@ -25,6 +25,7 @@ from backend.labelstudio.predictions import (
     predicted_label_sets,
 )
 from backend.pipeline.embedder import encoder_key
+from backend.pipeline.finetuning import in_encoder_space
 from backend.pipeline.heads import load_head
 from backend.settings import Settings
 from backend.state.lru import LRUCache
@@ -76,9 +77,10 @@ class Predictor:
                 model_version,
             )
             return Predictions([empty_prediction(model_version) for _ in tasks], 0)
-        space = encoder_key(self.settings)
+        # The version's own space: the pretrained encoder's, or that of a fine-tuned version of it.
+        space = version.meta.get("encoder_key", encoder_key(self.settings))
         cached = store.embeddings(space).load()
-        if version.meta.get("encoder_key", space) != space or (
+        if not in_encoder_space(space, self.settings) or (
             len(cached.z) and cached.z.shape[1] != version.meta["embedding_dim"]
         ):
             # ALFAMIX_ENCODER changed since the live version: its head reads another embedding space.
@@ -88,7 +90,7 @@ class Predictor:
                 project_id,
                 model_version,
                 version.meta.get("encoder_key", version.meta.get("encoder")),
-                space,
+                encoder_key(self.settings),
             )
             return Predictions([empty_prediction(model_version) for _ in tasks], 0)
         rows = cached.rows_of(np.array([int(task["id"]) for task in tasks], dtype=np.int64))  # (T,)

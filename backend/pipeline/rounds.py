@@ -19,7 +19,8 @@ from backend.labelstudio.label_config import ClassificationSpec, parse_label_con
 from backend.labelstudio.ledger_sync import SyncReport, sync_ledger
 from backend.labelstudio.predictions import bulk_predictions
 from backend.pipeline.context import Context
-from backend.pipeline.embedder import describe_device, embed_missing, encoder_key, load_encoder, missing_tasks, spread
+from backend.pipeline.embedder import describe_device, embed_missing, load_tuned_encoder, missing_tasks, spread
+from backend.pipeline.finetuning import prune_encoders, round_encoder_version, space_key
 from backend.pipeline.heads import save_head
 from backend.settings import Settings
 from backend.state.embeddings import CachedEmbeddings
@@ -69,8 +70,11 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
     clock.lap("read_seconds")
 
     stage(Stage.EMBEDDING)
-    runtime = load_encoder(settings)
-    cache = store.embeddings(encoder_key(settings))
+    encoder_version = round_encoder_version(
+        store, settings, snapshot.tasks, set(ledger.skipped()), can_embed=ROUND_EMBED_TASKS
+    )
+    runtime = load_tuned_encoder(settings, store, encoder_version)
+    cache = store.embeddings(space_key(settings, encoder_version))
     # Every labeled task is embedded here, and at most ROUND_EMBED_TASKS unlabeled ones (a
     # worker new to the project); embed jobs embed the rest, and the round ranks what is embedded.
     n_labeled_missing = len(missing_tasks(snapshot.labeled, cache))
@@ -104,13 +108,17 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
             skipped_tasks=skipped,
             worker=WORKER,
             device=describe_device(runtime.device),
+            encoder_version=encoder_version,
             **clock.laps,
         )
         store.append_round(record)
         return record
 
     stage(Stage.TRAINING)
-    head_config = head_config_for(settings.training, settings.head_epochs)
+    # Fine-tuning trains the encoder in its own job; a round trains a linear head on its embeddings.
+    head_config = head_config_for(
+        "head" if settings.training == "finetune" else settings.training, settings.head_epochs
+    )
     head = train_head(data.z_lab, data.y_lab, len(spec.labels), head_config) if len(data.y_lab) else None
     clock.lap("train_seconds")
     stage(Stage.SCORING)
@@ -123,7 +131,19 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
 
     model_version = _new_version(store.summary().n_rounds + 1)
     predicted = _top_class(probs, len(data.unlabeled_task_ids))  # (N,)
-    _save_version(store, model_version, spec, head, head_config, data, queue, predicted, settings, report.embedded)
+    _save_version(
+        store,
+        model_version,
+        spec,
+        head,
+        head_config,
+        data,
+        queue,
+        predicted,
+        settings,
+        encoder_version,
+        report.embedded,
+    )
     stage(Stage.PUSHING)
     # Only the front of the queue is written: the tasks annotators get next. Label Studio asks
     # /predict for any other task it opens without a prediction.
@@ -147,6 +167,7 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
     for version in store.versions():  # their predictions in Label Studio go in the prune job
         if version not in {model_version, previous}:
             store.remove_version(version)
+    prune_encoders(store, settings)
     clock.lap("push_seconds")
 
     record = RoundRecord(
@@ -161,6 +182,7 @@ def run_round(context: Context, project_id: int, stage: StageReporter = ignore_s
         n_unlabeled_tasks=len(data.unlabeled_task_ids),
         strategy=settings.strategy,
         training=settings.training,
+        encoder_version=encoder_version,
         batch_kind=queue.batch_kind,
         batch_event=queue.batch_event,
         n_batch=len(queue.batch),
@@ -277,6 +299,7 @@ def _save_version(
     queue: StreamQueue,
     predicted: np.ndarray,
     settings: Settings,
+    encoder_version: str | None,
     n_embedded: int,
 ) -> None:
     if head is not None:
@@ -288,7 +311,8 @@ def _save_version(
             "labels": list(spec.labels),
             "label_fingerprint": spec.fingerprint,
             "encoder": settings.encoder,
-            "encoder_key": encoder_key(settings),  # the embedding space the head was trained in
+            "encoder_key": space_key(settings, encoder_version),  # the embedding space the head was trained in
+            "encoder_version": encoder_version,  # the fine-tuned encoder of that space; None: pretrained
             "strategy": settings.strategy,
             # What the next round carries: the batch at the head of this version's queue.
             "batch": {

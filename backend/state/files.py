@@ -5,6 +5,8 @@ Layout of ``MODEL_DIR/projects/<project_id>/``:
     versions/<model_version>/head.pt      head state_dict (loaded with weights_only=True)
     versions/<model_version>/meta.json    labels, encoder, counts of the round that made it
     versions/<model_version>/queue.npz    task_ids, predicted class, score of that round
+    encoders/<encoder_version>/weights.pt a fine-tuned encoder's tuned entries (weights_only=True)
+    encoders/<encoder_version>/meta.json  what it was tuned on, and when
     live.json                             the version Label Studio serves, and since when
     rounds.jsonl                          round history, one RoundRecord per line (appended)
     summary.json                          the history folded into what status and /metrics show
@@ -42,6 +44,9 @@ class FileProjectStore:
     def embeddings(self, encoder_key: str) -> EmbeddingCache:
         return EmbeddingCache.at(self.root / "embeddings" / safe_name(encoder_key, "encoder key"))
 
+    def remove_embeddings(self, encoder_key: str) -> None:
+        shutil.rmtree(self.root / "embeddings" / safe_name(encoder_key, "encoder key"), ignore_errors=True)
+
     def version_dir(self, model_version: str) -> Path:
         return self.root / "versions" / safe_name(model_version, "model version")
 
@@ -78,6 +83,22 @@ class FileProjectStore:
 
     def remove_version(self, model_version: str) -> None:
         shutil.rmtree(self.version_dir(model_version), ignore_errors=True)
+
+    def encoders(self) -> list[dict[str, Any]]:
+        folder = self.root / "encoders"
+        metas = [read_json(p / "meta.json") for p in folder.iterdir()] if folder.is_dir() else []
+        return sorted((m for m in metas if isinstance(m, dict)), key=lambda m: m["created_at"])
+
+    def save_encoder(self, meta: dict[str, Any], data: bytes) -> None:
+        folder = self.root / "encoders" / safe_name(meta["version"], "encoder version")
+        atomic_write_bytes(folder / "weights.pt", data)
+        atomic_write_json(folder / "meta.json", meta)  # last: a version is listed once its weights are there
+
+    def load_encoder(self, encoder_version: str) -> bytes:
+        return (self.root / "encoders" / safe_name(encoder_version, "encoder version") / "weights.pt").read_bytes()
+
+    def remove_encoder(self, encoder_version: str) -> None:
+        shutil.rmtree(self.root / "encoders" / safe_name(encoder_version, "encoder version"), ignore_errors=True)
 
     def rounds(self) -> list[RoundRecord]:
         """The whole history, oldest first (rounds.json holds what was stored before rounds.jsonl)."""

@@ -21,6 +21,7 @@ class Stage(StrEnum):
     SCORING = "scoring"
     PUSHING = "pushing"
     PRUNING = "pruning"
+    FINETUNING = "finetuning"
 
 
 # The parts of a round that are timed, each kept as "<part>_seconds" in its record.
@@ -37,7 +38,8 @@ class RoundRecord:
     worker: str | None = None  # host:pid of the process that ran it
     device: str | None = None  # where it embedded: "cuda:0 (NVIDIA H200)" or "cpu"
     strategy: str | None = None  # ALFAMIX_STRATEGY the queue was ordered with
-    training: str | None = None  # ALFAMIX_TRAINING: "head" or "projection"
+    training: str | None = None  # ALFAMIX_TRAINING: "head", "projection" or "finetune"
+    encoder_version: str | None = None  # the fine-tuned encoder whose embeddings it used; None: pretrained
     n_tasks: int = 0
     n_labeled_tasks: int = 0
     n_unlabeled_tasks: int = 0  # ranked in the queue

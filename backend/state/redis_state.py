@@ -1,7 +1,7 @@
 """Project state in Redis, so that any worker on any machine can run any project's round.
 
 What every process must agree on (the live version, the round history, each version's
-head, metadata and queue) lives in Redis; the embedding cache stays on each machine's
+head, metadata and queue, the fine-tuned encoders) lives in Redis; the embedding cache stays on each machine's
 MODEL_DIR (inherited from ProjectStore), because a worker can always recompute it and it
 is the bulk of the data (5 KiB per task at 1,280 dimensions).
 """
@@ -75,6 +75,31 @@ class RedisProjectStore(FileProjectStore):
         with self.connection.pipeline() as pipe:
             pipe.delete(self._version_key(model_version))
             pipe.srem(f"{self._key}:versions", model_version)
+            pipe.execute()
+
+    def encoders(self) -> list[dict[str, Any]]:
+        metas = [json.loads(raw) for raw in self.connection.hvals(f"{self._key}:encoders")]
+        return sorted(metas, key=lambda m: m["created_at"])
+
+    def save_encoder(self, meta: dict[str, Any], data: bytes) -> None:
+        version = safe_name(meta["version"], "encoder version")
+        with self.connection.pipeline() as pipe:  # MULTI/EXEC: listed together with its weights
+            pipe.set(f"{self._key}:encoder:{version}", data)
+            pipe.hset(f"{self._key}:encoders", version, json.dumps(meta))
+            pipe.sadd(PROJECTS_KEY, self.project_id)
+            pipe.execute()
+
+    def load_encoder(self, encoder_version: str) -> bytes:
+        raw = self.connection.get(f"{self._key}:encoder:{safe_name(encoder_version, 'encoder version')}")
+        if raw is None:
+            raise FileNotFoundError(f"project {self.project_id}: no encoder stored for {encoder_version}")
+        return raw.encode() if isinstance(raw, str) else raw
+
+    def remove_encoder(self, encoder_version: str) -> None:
+        version = safe_name(encoder_version, "encoder version")
+        with self.connection.pipeline() as pipe:
+            pipe.delete(f"{self._key}:encoder:{version}")
+            pipe.hdel(f"{self._key}:encoders", version)
             pipe.execute()
 
     def rounds(self) -> list[RoundRecord]:

@@ -26,6 +26,8 @@ class ProjectStore(Protocol):
 
     def embeddings(self, encoder_key: str) -> EmbeddingCache: ...
 
+    def remove_embeddings(self, encoder_key: str) -> None: ...
+
     def live(self) -> dict[str, Any] | None:
         """{"model_version", "since"} of the version Label Studio serves; None before the first."""
 
@@ -47,6 +49,16 @@ class ProjectStore(Protocol):
     def load_queue(self, model_version: str) -> dict[str, np.ndarray] | None: ...
 
     def versions(self) -> list[str]: ...
+
+    def encoders(self) -> list[dict[str, Any]]:
+        """Metadata of the fine-tuned encoder versions, oldest first (ALFAMIX_TRAINING=finetune)."""
+
+    def save_encoder(self, meta: dict[str, Any], data: bytes) -> None:
+        """A fine-tuned encoder's tuned entries, as torch.save wrote them, under meta["version"]."""
+
+    def load_encoder(self, encoder_version: str) -> bytes: ...
+
+    def remove_encoder(self, encoder_version: str) -> None: ...
 
     def remove_version(self, model_version: str) -> None: ...
 

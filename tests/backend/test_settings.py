@@ -71,7 +71,12 @@ def test_encoder_weights_none_means_random_init() -> None:
             "ALFAMIX_STRATEGY='bald' must be one of alfamix, random, entropy, margin, coreset",
         ),
         ({"ALFAMIX_AUDIT_FRACTION": "0.9"}, "ALFAMIX_AUDIT_FRACTION=0.9 must be between 0.0 and 0.5"),
-        ({"ALFAMIX_TRAINING": "full"}, "ALFAMIX_TRAINING='full' must be one of head, projection"),
+        ({"ALFAMIX_TRAINING": "full"}, "ALFAMIX_TRAINING='full' must be one of head, projection, finetune"),
+        (
+            {"ALFAMIX_ENCODER": "resnet18", "ALFAMIX_FINETUNE_BLOCKS": "9"},
+            "ALFAMIX_FINETUNE_BLOCKS=9 must be between 1 and 8",
+        ),
+        ({"ALFAMIX_GPU_MEMORY_FRACTION": "1.5"}, "ALFAMIX_GPU_MEMORY_FRACTION=1.5 must be between 0.05 and 1.0"),
         (
             {"LABEL_STUDIO_URL": "localhost:8080"},
             "LABEL_STUDIO_URL='localhost:8080' must start with http:// or https://",
@@ -96,6 +101,8 @@ def test_encoder_weights_none_means_random_init() -> None:
         "strategy",
         "audit-share",
         "training",
+        "finetune-blocks",
+        "gpu-memory",
         "url-scheme",
         "user-only",
         "pass-only",
@@ -141,7 +148,31 @@ def test_the_training_mode_is_read_and_the_settings_know_every_mode_of_the_model
     from backend.settings import TRAINING_MODES
     from model.head import TRAINING_MODES as MODEL_TRAINING_MODES
 
-    assert TRAINING_MODES == MODEL_TRAINING_MODES
+    assert (*MODEL_TRAINING_MODES, "finetune") == TRAINING_MODES
     assert Settings.from_env({"ALFAMIX_TRAINING": "projection"}).training == "projection"
     assert Settings().training == "head"
     assert (Settings.from_env({"ALFAMIX_HEAD_EPOCHS": "40"}).head_epochs, Settings().head_epochs) == (40, None)
+
+
+def test_fine_tuning_settings_are_read_and_block_counts_match_the_encoders() -> None:
+    from backend.settings import ENCODER_BLOCKS
+    from model.backbone import build_encoder
+    from model.finetune import split_encoder
+
+    environ = {
+        "ALFAMIX_TRAINING": "finetune",
+        "ALFAMIX_FINETUNE_EVERY": "50",
+        "ALFAMIX_FINETUNE_BLOCKS": "2",
+        "ALFAMIX_FINETUNE_EPOCHS": "5",
+        "ALFAMIX_FINETUNE_MAX_LABELS": "500",
+        "ALFAMIX_GPU_MEMORY_FRACTION": "0.3",
+    }
+    settings = Settings.from_env(environ)
+    assert (settings.training, settings.finetune_every, settings.finetune_blocks) == ("finetune", 50, 2)
+    assert (settings.finetune_epochs, settings.finetune_max_labels, settings.gpu_memory_fraction) == (5, 500, 0.3)
+    defaults = Settings()
+    assert (defaults.finetune_every, defaults.finetune_blocks, defaults.finetune_epochs) == (100, 1, 10)
+    for name, blocks in ENCODER_BLOCKS.items():
+        if name != "vit_b_16":  # 86M parameters to build; its count is checked in tests/model/test_finetune.py
+            assert split_encoder(build_encoder(name, weights=None), 1).n_blocks_available == blocks
+    assert ENCODER_BLOCKS["vit_b_16"] == 12

@@ -66,6 +66,7 @@ def project_status(backend: ALFAMixBackend, project_id: int) -> StatusResponse:
         pool_accuracy=asdict(audit) if audit else None,
         strategy=(last.strategy if last else None) or backend.settings.strategy,
         training=(last.training if last else None) or backend.settings.training,
+        encoder_version=last.encoder_version if last else None,
         n_rounds=summary.n_rounds,
         rounds=[r.to_dict() for r in summary.recent],
     )

@@ -57,6 +57,21 @@ def test_a_version_keeps_meta_head_and_queue(store: ProjectStore) -> None:
     assert store.versions() == [] and store.load_meta("v1") is None and store.load_queue("v1") is None
 
 
+def test_encoder_versions_are_listed_oldest_first_with_their_weights(store: ProjectStore) -> None:
+    assert store.encoders() == []
+    store.save_encoder({"version": "ft2-b", "created_at": 20.0, "n_labels": 200}, b"second")
+    store.save_encoder({"version": "ft1-a", "created_at": 10.0, "n_labels": 100}, b"first")
+    assert [m["version"] for m in store.encoders()] == ["ft1-a", "ft2-b"]
+    assert store.encoders()[1]["n_labels"] == 200
+    assert store.load_encoder("ft1-a") == b"first"
+    store.remove_encoder("ft1-a")
+    assert [m["version"] for m in store.encoders()] == ["ft2-b"]
+    with pytest.raises(FileNotFoundError):
+        store.load_encoder("ft1-a")
+    with pytest.raises(BadRequestError):
+        store.load_encoder("../ft2-b")
+
+
 def test_rounds_append_in_order_and_the_summary_follows(store: ProjectStore) -> None:
     store.append_round(RoundRecord("done", 1.0, model_version="v1", n_predictions=5))
     store.append_round(RoundRecord("failed", 2.0, error="Label Studio down"))
