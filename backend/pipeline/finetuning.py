@@ -36,12 +36,15 @@ from backend.pipeline.embedder import (
 )
 from backend.settings import Settings
 from backend.state.store import ProjectStore
+from model.errors import ModelInputError
 from model.finetune import FinetuneConfig, finetune_encoder
 
 logger = logging.getLogger(__name__)
 
 TUNED = "tuned"  # status of an encoder version with weights
-OUT_OF_MEMORY = "out_of_memory"  # status of an attempt that did not fit: kept so it is not retried every round
+# Statuses of attempts that left no weights: kept so that the next rounds do not ask again at once.
+OUT_OF_MEMORY = "out_of_memory"
+FAILED = "failed"  # e.g. no labeled image could be read
 
 
 def space_key(settings: Settings, encoder_version: str | None) -> str:
@@ -142,6 +145,10 @@ def finetune_encoder_version(
         )
         store.save_encoder(meta | {"status": OUT_OF_MEMORY, "created_at": time.time()}, b"")
         return {"status": OUT_OF_MEMORY}
+    except ModelInputError as error:
+        logger.error("project %s: fine-tuning on %d labeled tasks failed: %s", project_id, len(labeled), error)
+        store.save_encoder(meta | {"status": FAILED, "error": str(error), "created_at": time.time()}, b"")
+        return {"status": FAILED, "error": str(error)}
     buffer = io.BytesIO()
     torch.save(state, buffer)
     meta |= {

@@ -22,7 +22,7 @@ from backend.pipeline.finetuning import in_encoder_space, space_key
 from backend.pipeline.predictor import Predictor
 from backend.settings import Settings
 from backend.state.files import FileProjectStore
-from tests.backend.pipeline.test_rounds import CONFIG, FakeFetcher, FakeLabelStudio
+from tests.backend.pipeline.test_rounds import CONFIG, BrokenFetcher, FakeFetcher, FakeLabelStudio
 
 PROJECT = 5
 EVERY = 4
@@ -131,6 +131,21 @@ def test_running_out_of_gpu_memory_keeps_the_rounds_going_on_the_head(
     assert record["status"] == "done" and record["encoder_version"] is None and record["finetune_due"] is False
     label(fake, [3, 4, 13, 14])
     assert jobs.round_job(context, PROJECT)["finetune_due"] is True
+
+
+def test_a_fine_tuning_without_a_readable_image_is_an_attempt_not_a_crash(
+    setup: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    context, fake, store = setup
+    label(fake, [1, 2, 11, 12])
+    jobs.embed_job(context, PROJECT)
+    context.fetcher = BrokenFetcher({1, 2, 11, 12})
+    with caplog.at_level(logging.ERROR):
+        result = jobs.finetune_job(context, PROJECT)
+    assert result == {"status": "failed", "error": "no images to fine-tune on"}
+    assert "project 5: fine-tuning on 4 labeled tasks failed: no images to fine-tune on" in caplog.text
+    assert [(m["status"], m["n_labeled_tasks"]) for m in store.encoders()] == [("failed", 4)]
+    assert jobs.finetune_job(context, PROJECT) == {"status": "skipped", "reason": "not due"}
 
 
 def test_old_encoder_versions_go_once_no_kept_version_uses_them(setup: Any) -> None:
