@@ -10,6 +10,10 @@ JSON object and a Markdown table to paste into docs/benchmarks.md with the card'
    machine needs no download), at batch 64 and 256, fp16 autocast and fp32.
 2. One ALFA-Mix query (closed form, n_query=100) over 20,000 and 100,000 synthetic
    embeddings, on the device.
+3. Fine-tuning the last block (model/finetune.py, 10 epochs, batch 32) on 1,000 labeled
+   images: seconds and peak GPU memory, per encoder; and under a cap of 1% of the card's
+   memory, whether it stops with torch's OutOfMemoryError, the error the backend turns into
+   an out-of-memory attempt.
 Each figure is the median of ``--repeats`` timed runs after one warm-up.
 """
 
@@ -28,8 +32,9 @@ from PIL import Image
 
 from bench.synthetic import make_query_inputs
 from model.alfamix.query import QueryConfig, query
-from model.backbone import build_encoder
+from model.backbone import Encoder, build_encoder
 from model.embedding import embed_images
+from model.finetune import FinetuneConfig, finetune_encoder
 
 
 def main() -> None:
@@ -47,6 +52,7 @@ def main() -> None:
         "cuda": torch.version.cuda,
         "embedding": embedding_figures(device, args.repeats, args.quick),
         "query": query_figures(device, args.repeats, args.quick),
+        "finetune": finetune_figures(device, args.quick),
     }
     print(json.dumps(results, indent=1))
     print(markdown(results))
@@ -94,6 +100,48 @@ def query_figures(device: torch.device, repeats: int, quick: bool) -> list[dict[
     return rows
 
 
+def finetune_figures(device: torch.device, quick: bool) -> list[dict[str, object]]:
+    n_images, epochs = (16, 1) if quick else (1000, 10)
+    x = torch.randn(n_images, 3, 224, 224)  # (L, 3, 224, 224)
+    y = torch.arange(n_images) % 10  # (L,)
+    batches = [(x[i : i + 64], y[i : i + 64]) for i in range(0, n_images, 64)]
+    rows = []
+    for name, weights in (("efficientnet_lite0", "DEFAULT"), ("resnet50", None)):
+        encoder = build_encoder(name, weights)
+        config = FinetuneConfig(epochs=epochs)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        started = time.perf_counter()
+        finetune_encoder(encoder, batches, 10, config, device)
+        _synchronize(device)
+        seconds = time.perf_counter() - started
+        peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+        rows.append(
+            {"encoder": name, "labeled_images": n_images, "epochs": epochs, "seconds": round(seconds, 2),
+             "peak_gib": round(peak, 2) if peak is not None else None,
+             "out_of_memory_at_1_percent": _runs_out_of_memory(encoder, batches, config, device)}
+        )  # fmt: skip
+    return rows
+
+
+def _runs_out_of_memory(
+    encoder: Encoder, batches: list[tuple[torch.Tensor, torch.Tensor]], config: FinetuneConfig, device: torch.device
+) -> bool | None:
+    """None on a CPU, which has no cap to set."""
+    if device.type != "cuda":
+        return None
+    torch.cuda.empty_cache()
+    torch.cuda.set_per_process_memory_fraction(0.01, device)
+    try:
+        finetune_encoder(encoder, batches, 10, config, device)
+        return False
+    except torch.cuda.OutOfMemoryError:
+        return True
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0, device)
+        torch.cuda.empty_cache()
+
+
 def markdown(results: dict[str, object]) -> str:
     lines = [
         f"Device: {results['device']} (torch {results['torch']}, CUDA {results['cuda']})",
@@ -108,6 +156,16 @@ def markdown(results: dict[str, object]) -> str:
     ]  # type: ignore[attr-defined]
     lines += ["", "| ALFA-Mix query, pool | dim | seconds |", "|---:|---:|---:|"]
     lines += [f"| {r['pool']:,} | {r['dim']} | {r['query_seconds']} |" for r in results["query"]]  # type: ignore[attr-defined]
+    lines += [
+        "",
+        "| fine-tuning, encoder | labeled images | epochs | seconds | peak GiB | out of memory at a 1% cap |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    lines += [
+        f"| {r['encoder']} | {r['labeled_images']} | {r['epochs']} | {r['seconds']} | {r['peak_gib']} | "
+        f"{r['out_of_memory_at_1_percent']} |"
+        for r in results["finetune"]
+    ]  # type: ignore[attr-defined]
     return "\n".join(lines)
 
 

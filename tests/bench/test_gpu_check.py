@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 
-def test_gpu_check_smoke_run_reports_embedding_and_query_figures() -> None:
+def test_gpu_check_smoke_run_reports_embedding_query_and_finetune_figures() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "bench.gpu_check", "--device", "cpu", "--quick", "--repeats", "1"],
         capture_output=True,
@@ -26,6 +26,13 @@ def test_gpu_check_smoke_run_reports_embedding_and_query_figures() -> None:
     assert all(r["images_per_s_end_to_end"] > 0 and r["images_per_s_encoder_only"] > 0 for r in rows)
     assert figures["query"][0]["pool"] == 2000 and figures["query"][0]["query_seconds"] > 0
     assert "| efficientnet_lite0 | 8 | fp16 |" in result.stdout[end:]
+    tuned = figures["finetune"]
+    assert [(r["encoder"], r["labeled_images"], r["epochs"]) for r in tuned] == [
+        ("efficientnet_lite0", 16, 1),
+        ("resnet50", 16, 1),
+    ]
+    assert all(r["seconds"] > 0 and r["peak_gib"] is None and r["out_of_memory_at_1_percent"] is None for r in tuned)
+    assert "| resnet50 | 16 | 1 |" in result.stdout[end:]
 
 
 def test_gpu_check_refuses_to_run_without_cuda_when_asked_for_it() -> None:
