@@ -198,7 +198,12 @@ class _Stream:
 
 
 def run_live(data: DatasetSplits, policy: str, protocol: Protocol, seed: int, training: str = "head") -> StreamRun:
-    stream = _Stream(data, policy, protocol, seed, training)
+    return run_live_stream(_Stream(data, policy, protocol, seed, training))
+
+
+def run_live_stream(stream: _Stream) -> StreamRun:
+    """The live protocol on a prepared stream: a subclass may change what a label or a round does."""
+    protocol = stream.protocol
     n_annotators = protocol.n_annotators
     stream.round()
     stream.evaluate(stream.head)
