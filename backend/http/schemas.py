@@ -75,9 +75,8 @@ class StatusResponse(BaseModel):
     project: int
     live_model_version: str | None
     live_since: float | None  # unix time the live version went live
-    jobs: dict[
-        str, bool
-    ]  # round_pending, embed_pending, finetune_pending, prune_pending, secure_webhooks_pending, running
+    # round_pending, embed_pending, finetune_pending, prune_pending, secure_webhooks_pending, running
+    jobs: dict[str, bool]
     stage: dict[str, Any] | None  # the running job's {"name", "done", "total"}; names: reading, embedding, ...
     behind: bool  # round requests no finished round covers yet (the catch-up will ask again)
     counts: dict[str, int]  # tasks, labeled, ranked (in the queue), skipped (image problems), as of the last round
