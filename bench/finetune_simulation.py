@@ -33,14 +33,13 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 
 from bench.datasets import DatasetSplits, read_fashion_mnist
 from bench.finetune_report import FINETUNE, Run, format_table
 from bench.stream_simulation import PROTOCOLS, Protocol, StreamRun, _Stream, run_live_stream
 from model.alfamix.stream import STRATEGIES
 from model.backbone import LITE_MEAN, LITE_STD, build_encoder, standard_imagenet_transform
-from model.finetune import EncoderSplit, FinetuneConfig, prefix_features, split_encoder, train_tail
+from model.finetune import EncoderSplit, FinetuneConfig, embed_features, prefix_features, split_encoder, train_tail
 
 logger = logging.getLogger(__name__)
 
@@ -146,18 +145,10 @@ def load_prefix_splits(
     return prefix_splits(dataset, images, split, size, cache_dir / f"{key}.npy")
 
 
-def embed_tail(tail: nn.Module, features: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Embeddings (N, D) of prefix features (N, ...) through ``tail``."""
-    tail.eval()
-    with torch.no_grad():
-        parts = [tail(features[start : start + batch_size]) for start in range(0, len(features), batch_size)]
-    return torch.cat(parts)  # (N, D)
-
-
 def embedded_splits(prefix: PrefixSplits, split: EncoderSplit) -> DatasetSplits:
     """The pretrained tail's embeddings of pool and test, as the stream simulation takes them."""
-    z_pool = embed_tail(split.tail, prefix.x_pool).numpy()  # (N, D)
-    z_test = embed_tail(split.tail, prefix.x_test).numpy()  # (T, D)
+    z_pool = embed_features(split.tail, prefix.x_pool).numpy()  # (N, D)
+    z_test = embed_features(split.tail, prefix.x_test).numpy()  # (T, D)
     return DatasetSplits(prefix.name, z_pool, prefix.y_pool, z_test, prefix.y_test)
 
 
@@ -201,8 +192,8 @@ class FinetuneStream(_Stream):
         x_lab = self.prefix.x_pool[rows]  # (L, c, h, w)
         train_tail(split, x_lab, self.y[rows], self.data.n_classes, self.config, torch.device("cpu"), self.seed)
         tuned = time.perf_counter()
-        self.z = embed_tail(split.tail, self.prefix.x_pool)  # (N, D)
-        z_test = embed_tail(split.tail, self.prefix.x_test)  # (T, D)
+        self.z = embed_features(split.tail, self.prefix.x_pool)  # (N, D)
+        z_test = embed_features(split.tail, self.prefix.x_test)  # (T, D)
         self.data = replace(self.data, z_pool=self.z.numpy(), z_test=z_test.numpy())
         self.run.finetuned_at.append(len(self.labeled))
         self.run.finetune_seconds.append(tuned - started)

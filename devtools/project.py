@@ -98,6 +98,31 @@ class Project:
         return list(self.api("GET", "/api/webhooks/", params={"project": self.project_id}))
 
 
+def pushed_and_served(
+    project: Project, backend_url: str, model_version: str, labels: list[str]
+) -> tuple[dict[int, str], dict[int, str], set[str]]:
+    """The class ``model_version`` pushed to Label Studio for each task at the queue's front, the
+    class ``/predict`` answers for the same tasks, and the model versions of those answers."""
+    pushed = {
+        task["id"]: prediction["result"][0]["value"]["choices"][0]
+        for task in project.tasks()
+        for prediction in task["predictions"]
+        if prediction["model_version"] == model_version
+    }
+    tasks = [{"id": task_id, "data": project.api("GET", f"/api/tasks/{task_id}")["data"]} for task_id in pushed]
+    answer = requests.post(
+        f"{backend_url}/predict",
+        json={"tasks": tasks, "project": f"{project.project_id}.0", "label_config": choices_config(labels)},
+        timeout=60,
+    )
+    answer.raise_for_status()
+    results = answer.json()["results"]
+    served = {
+        task["id"]: result["result"][0]["value"]["choices"][0] for task, result in zip(tasks, results, strict=True)
+    }
+    return pushed, served, {result["model_version"] for result in results}
+
+
 def digits_project(
     server: LabelStudioServer, title: str, files: list[tuple[Path, int]]
 ) -> tuple[Project, dict[int, int]]:

@@ -93,6 +93,18 @@ def prefix_features(
     return torch.cat(parts).clone()  # (N, ...), an ordinary tensor outside inference mode
 
 
+def embed_features(
+    tail: nn.Module, features: torch.Tensor, batch_size: int = 256, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """Embeddings (N, D) on ``device`` of prefix features (N, ...) through ``tail``, batched, without autograd."""
+    with torch.no_grad():
+        parts = [
+            tail(features[start : start + batch_size].to(device)).float()
+            for start in range(0, len(features), batch_size)
+        ]
+    return torch.cat(parts)  # (N, D)
+
+
 def finetune_encoder(
     encoder: Encoder,
     labeled_batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -139,7 +151,7 @@ def train_tail(
         raise ModelInputError(f"epochs={config.epochs} should be >= 0 and batch_size={config.batch_size} >= 1")
     tail = split.tail.to(device).eval()  # eval: batch norm keeps its statistics, dropout is off
     y_lab = y_lab.to(device)
-    z_lab = _embed(tail, features, config.batch_size, device)  # (L, D)
+    z_lab = embed_features(tail, features, config.batch_size, device)  # (L, D)
     head = train_head(z_lab, y_lab, n_classes, HeadConfig(kind="linear"), random_state)  # the linear probe
     params = [*tail.parameters(), *head.parameters()]
     for param in params:
@@ -274,12 +286,3 @@ def _split_vit(vit: VisionTransformer, n_blocks: int) -> EncoderSplit:
         tail_names=(*(f"encoder.layers.{name}" for name, _ in layers[cut:]), "encoder.ln"),
         n_blocks_available=len(layers),
     )
-
-
-def _embed(tail: nn.Module, features: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
-    with torch.no_grad():
-        parts = [
-            tail(features[start : start + batch_size].to(device)).float()
-            for start in range(0, len(features), batch_size)
-        ]
-    return torch.cat(parts)  # (L, D)

@@ -59,11 +59,15 @@ def in_encoder_space(key: str, settings: Settings) -> bool:
     return key == base or key.startswith(f"{base}.")
 
 
-def newest_encoder(store: ProjectStore, settings: Settings) -> dict[str, Any] | None:
-    """Meta of the newest fine-tuned version of ALFAMIX_ENCODER; None outside finetune mode."""
+def newest_encoder(
+    store: ProjectStore, settings: Settings, metas: list[dict[str, Any]] | None = None
+) -> dict[str, Any] | None:
+    """Meta of the newest fine-tuned version of ALFAMIX_ENCODER (among ``metas``, by default the
+    store's); None outside finetune mode."""
     if settings.training != "finetune":
         return None
-    tuned = [m for m in store.encoders() if m["status"] == TUNED and m["base"] == encoder_key(settings)]
+    metas = store.encoders() if metas is None else metas
+    tuned = [m for m in metas if m["status"] == TUNED and m["base"] == encoder_key(settings)]
     return tuned[-1] if tuned else None
 
 
@@ -82,7 +86,8 @@ def round_encoder_version(
     """The encoder version a round ranks with: the newest, once its cache lacks at most ``can_embed``
     tasks (the round embeds those itself); until then the live version's, so that the queue stays
     in one filled space."""
-    newest = newest_encoder(store, settings)
+    metas = store.encoders()
+    newest = newest_encoder(store, settings, metas)
     if newest is None:
         return None
     cache = store.embeddings(space_key(settings, newest["version"]))
@@ -90,17 +95,17 @@ def round_encoder_version(
     if len(lacking) <= can_embed:
         return str(newest["version"])
     live = (store.live() or {}).get("model_version")
-    previous = (store.load_meta(live) if live else None) or {}
-    kept = {m["version"] for m in store.encoders()}
-    version = previous.get("encoder_version")
-    return version if version in kept else None
+    version = ((store.load_meta(live) if live else None) or {}).get("encoder_version")
+    return version if version in {m["version"] for m in metas} else None
 
 
 def prune_encoders(store: ProjectStore, settings: Settings) -> list[str]:
     """Remove encoder versions, and their caches, that no kept model version uses, but the newest
     tuned one and the last attempt."""
     metas = store.encoders()
-    newest = newest_encoder(store, settings)
+    if not metas:  # every round calls this: without fine-tuning, one listing and nothing more
+        return []
+    newest = newest_encoder(store, settings, metas)
     keep = {m.get("encoder_version") for m in map(store.load_meta, store.versions()) if m}
     keep |= {newest["version"] if newest else None, metas[-1]["version"] if metas else None}
     removed = [m["version"] for m in metas if m["version"] not in keep]

@@ -16,7 +16,6 @@ from bench.finetune_simulation import (
     FinetuneRun,
     FinetuneStream,
     PrefixSplits,
-    embed_tail,
     embedded_splits,
     image_batches,
     main,
@@ -26,7 +25,7 @@ from bench.finetune_simulation import (
 )
 from bench.stream_simulation import Protocol, run_live_stream
 from model.backbone import build_encoder
-from model.finetune import EncoderSplit, FinetuneConfig, split_encoder, train_tail
+from model.finetune import EncoderSplit, FinetuneConfig, embed_features, split_encoder, train_tail
 
 SIZE = 32
 PROTOCOL = Protocol("live", n_labels=12, eval_every=2)
@@ -87,7 +86,7 @@ def test_embeddings_change_at_every_fifth_label_and_not_before(prefix: PrefixSpl
 
     assert not torch.equal(stream.z, z0) and not np.array_equal(stream.data.z_test, z_test0)
     assert torch.equal(torch.from_numpy(stream.data.z_pool), stream.z)  # rounds and evaluation see the same embeddings
-    assert torch.equal(embed_tail(split.tail, prefix.x_pool), z0)  # the pretrained tail is left as it was
+    assert torch.equal(embed_features(split.tail, prefix.x_pool), z0)  # the pretrained tail is left as it was
 
 
 def test_a_run_finetunes_every_five_labels_from_the_pretrained_tail(prefix: PrefixSplits, split: EncoderSplit) -> None:
@@ -102,7 +101,7 @@ def test_a_run_finetunes_every_five_labels_from_the_pretrained_tail(prefix: Pref
     fresh = replace(split, tail=copy.deepcopy(split.tail))
     rows = np.array(stream.labeled[:10])
     train_tail(fresh, prefix.x_pool[rows], torch.from_numpy(prefix.y_pool[rows]), 10, CONFIG, torch.device("cpu"))
-    assert torch.equal(stream.z, embed_tail(fresh.tail, prefix.x_pool))
+    assert torch.equal(stream.z, embed_features(fresh.tail, prefix.x_pool))
 
 
 def test_finetune_is_head_only_until_the_first_finetune(prefix: PrefixSplits, split: EncoderSplit) -> None:

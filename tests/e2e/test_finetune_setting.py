@@ -16,7 +16,7 @@ from backend.state.files import FileProjectStore
 from devtools.backend_process import NO_CATCH_UP, BackendProcesses
 from devtools.images import write_mnist_pngs
 from devtools.label_studio import LabelStudioServer
-from devtools.project import DIGITS, choices_config, digits_project, wait_for_labels, wait_until_idle
+from devtools.project import DIGITS, digits_project, pushed_and_served, wait_for_labels, wait_until_idle
 
 N_TASKS = 24
 EVERY = 4
@@ -62,20 +62,8 @@ def test_a_fine_tuned_encoder_ranks_the_queue_and_survives_a_restart(
         assert len(tuned.task_ids) == N_TASKS  # the whole pool, re-embedded by the tuned encoder
 
         # /predict reads the live version's tuned space: the classes it pushed to Label Studio.
-        pushed = {
-            task["id"]: prediction["result"][0]["value"]["choices"][0]
-            for task in project.tasks()
-            for prediction in task["predictions"]
-            if prediction["model_version"] == live
-        }
-        assert len(pushed) == QUEUE_HEAD
-        tasks = [{"id": task_id, "data": project.api("GET", f"/api/tasks/{task_id}")["data"]} for task_id in pushed]
-        answer = requests.post(
-            f"{backend.url}/predict",
-            json={"tasks": tasks, "project": f"{project.project_id}.0", "label_config": choices_config(DIGITS)},
-            timeout=60,
-        ).json()
-        served = {t["id"]: r["result"][0]["value"]["choices"][0] for t, r in zip(tasks, answer["results"], strict=True)}
+        pushed, served, versions = pushed_and_served(project, backend.url, live, DIGITS)
+        assert len(pushed) == QUEUE_HEAD and versions == {live}
         assert served == pushed
         page = requests.get(f"{backend.url}/projects/{project.project_id}", timeout=30).text
         assert f'<dd id="training">finetune, encoder {version}</dd>' in page

@@ -13,7 +13,7 @@ from backend.state.files import FileProjectStore
 from devtools.backend_process import BackendProcesses
 from devtools.images import write_mnist_pngs
 from devtools.label_studio import LabelStudioServer
-from devtools.project import DIGITS, choices_config, digits_project, wait_until_idle
+from devtools.project import DIGITS, digits_project, pushed_and_served, wait_until_idle
 from model.head import PROJECTION_DIM
 
 N_TASKS = 30
@@ -55,24 +55,9 @@ def test_projection_rounds_store_serve_and_show_their_mode(
 
     # /predict loads the stored projection and head: on the queue's front it pre-selects the
     # class the round pushed to Label Studio for those tasks.
-    pushed = {
-        task["id"]: prediction["result"][0]["value"]["choices"][0]
-        for task in project.tasks()
-        for prediction in task["predictions"]
-        if prediction["model_version"] == live
-    }
+    pushed, served, versions = pushed_and_served(project, backend.url, live, DIGITS)
     assert len(pushed) == QUEUE_HEAD
-    tasks = [{"id": task_id, "data": project.api("GET", f"/api/tasks/{task_id}")["data"]} for task_id in pushed]
-    answer = requests.post(
-        f"{backend.url}/predict",
-        json={"tasks": tasks, "project": f"{project.project_id}.0", "label_config": choices_config(DIGITS)},
-        timeout=60,
-    ).json()
-    served = {
-        task["id"]: result["result"][0]["value"]["choices"][0]
-        for task, result in zip(tasks, answer["results"], strict=True)
-    }
-    assert {result["model_version"] for result in answer["results"]} == {live}
+    assert versions == {live}
     assert served == pushed
 
     page = requests.get(f"{backend.url}/projects/{project.project_id}", timeout=30).text
